@@ -1,0 +1,134 @@
+"""Command line: argument parsing and exit codes. Nothing imports this module.
+
+Exit codes: 0 every sketch built; 1 a sketch failed; 2 usage or configuration error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from . import board as boards
+from .build import Config, compile_many, prepare, print_table
+from .errors import FbuildError
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _property(text: str) -> tuple[str, str]:
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    key, value = text.split("=", 1)
+    return key, value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, as for every other bad input
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_args(p: argparse.ArgumentParser, *, jobs: bool) -> None:
+    p.add_argument("sketches", nargs="+", metavar="SKETCH",
+                   help="sketch folder, .ino file, or folder searched recursively for sketches")
+    p.add_argument("--board", "-b", required=True,
+                   help="short board name (uno, nano, mega, leonardo) or FQBN such as arduino:avr:mega:cpu=atmega2560")
+    p.add_argument("--out", "-o", help="output folder (default .fbuild-graph/BOARD)")
+    p.add_argument("--hardware", action="append", default=[], metavar="DIR",
+                   help=f"add a hardware folder holding VENDOR/ARCH cores (default {boards.DEFAULT_HARDWARE})")
+    p.add_argument("--library-dir", action="append", default=[], metavar="DIR",
+                   help="add user libraries: a folder of libraries or one library's root (repeatable)")
+    p.add_argument("--build-property", action="append", default=[], type=_property, metavar="KEY=VALUE",
+                   help="override a platform property, as arduino-cli does (repeatable)")
+    if jobs:
+        cores = os.cpu_count() or 1
+        p.add_argument("--framework-jobs", type=_positive, default=None,
+                       help=f"parallel stage-1 (core and library) actions; memory-heavy (default min(cores, 2) = {min(cores, 2)})")
+        p.add_argument("--sketch-jobs", type=_positive, default=None,
+                       help=f"parallel stage-2 (sketch) actions (default cores = {cores})")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster; its workers' framework/sketch resources set the limits")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="fbuild-graph", description="Build many Arduino sketches for one board: the framework "
+                  "once, then every sketch in parallel, on a Dask graph.")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    many = sub.add_parser("compile-many", help="build sketches for one board",
+                          description="Build every sketch for one board. Exit 0: all built; 1: a sketch failed; "
+                          "2: usage or configuration error; 130: interrupted.")
+    _build_args(many, jobs=True)
+    many.add_argument("--json", action="store_true", help="print the result map as JSON instead of a table")
+    graph = sub.add_parser("graph", help="export the build DAG (for ninja or inspection)",
+                           description="Export the actions compile-many would run. With --format ninja, the "
+                           "sketches are preprocessed now and build.ninja runs every toolchain command with "
+                           "pools for the framework and sketch limits.")
+    _build_args(graph, jobs=False)
+    graph.add_argument("--format", choices=("ninja", "json"), default="ninja")
+    graph.add_argument("--framework-jobs", type=_positive, default=min(os.cpu_count() or 1, 2))
+    graph.add_argument("--sketch-jobs", type=_positive, default=os.cpu_count() or 1)
+    return top
+
+
+def _config(args: argparse.Namespace) -> Config:
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler and (args.framework_jobs or args.sketch_jobs):
+        raise FbuildError("--framework-jobs/--sketch-jobs size the local cluster; with --scheduler the workers' "
+                          "resources set the limits (drop one of them)")
+    extra = {}
+    if args.framework_jobs:
+        extra["framework_jobs"] = args.framework_jobs
+    if args.sketch_jobs:
+        extra["sketch_jobs"] = args.sketch_jobs
+    return Config(board=args.board, sketches=tuple(args.sketches), out=args.out,
+                  hardware=tuple(args.hardware) or (boards.DEFAULT_HARDWARE,), library_dirs=tuple(args.library_dir),
+                  build_properties=dict(args.build_property), scheduler=scheduler, **extra)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "compile-many":
+            code, report = compile_many(_config(args), progress=_note)
+            if args.json:
+                from .results import to_json
+
+                sys.stdout.write(to_json(report))
+            else:
+                print_table(report)
+            return code
+        return _graph(args)
+    except FbuildError as exc:
+        print(f"fbuild-graph: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("fbuild-graph: interrupted", file=sys.stderr)
+        return 130
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from . import export
+
+    prepared = prepare(_config(args), _note)
+    if args.format == "json":
+        sys.stdout.write(export.to_json(prepared.graph))
+    else:
+        sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
+    return 0
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

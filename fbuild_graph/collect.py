@@ -1,0 +1,151 @@
+"""Turn step results, as they stream in, into per-sketch results: logs, artifacts, sizes, first errors.
+
+A sketch is finished when all of its steps have reported. Its firmware is moved into its output folder
+only when every action succeeded and the size fits the board, so a `firmware.hex` that exists is always
+one this build made and accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Callable, Mapping, Optional, Sequence
+
+from . import recipes, results
+from .layout import Layout
+from .model import ActionRecord, Board, Sketch, SketchResult, StepResult
+from .plan import Step
+
+FIRMWARE_FILES = tuple(f"{recipes.PROJECT_NAME}.{ext}" for ext in ("elf", "hex", "eep"))
+
+
+class Collector:
+    """Receives every StepResult once (`on_result`); owns the per-run state the pure parts must not."""
+
+    def __init__(self, board: Board, sketches: Sequence[Sketch], steps: Sequence[Step], layout: Layout,
+                 libraries_of: Mapping[str, Sequence[str]], unresolved: Mapping[str, Sequence[str]], t0: float,
+                 progress: Callable[[str], None]):
+        self.board = board
+        self.layout = layout
+        self.t0 = t0
+        self.progress = progress
+        self.libraries_of = libraries_of
+        self.unresolved = unresolved
+        self.sketches = {f"sketch:{s.id}": s for s in sketches}
+        self.pending: dict[str, int] = defaultdict(int)
+        for step in steps:
+            self.pending[step.owner] += 1
+        self.records: dict[str, list[ActionRecord]] = defaultdict(list)
+        self.failed_owner: dict[str, str] = {}
+        self.blocked_by: dict[str, str] = {}
+        self.results: dict[str, SketchResult] = {}
+        self.all_records: list[ActionRecord] = []
+        self.core_error: Optional[str] = None
+
+    def on_result(self, result: StepResult) -> bool:
+        """Returns False when the build must stop (the core failed: nothing can link)."""
+        self.records[result.owner].extend(result.records)
+        self.all_records.extend(result.records)
+        if result.blocked_by:
+            self.blocked_by.setdefault(result.owner, result.blocked_by)
+        elif not result.ok:
+            self.failed_owner.setdefault(result.owner, _first_error(result.records))
+        self.pending[result.owner] -= 1
+        if self.pending[result.owner] == 0:
+            self._owner_done(result.owner)
+        if result.owner == "core" and not result.ok and not result.blocked_by:
+            self.core_error = self.failed_owner["core"]
+            return False
+        return True
+
+    def _owner_done(self, owner: str) -> None:
+        if owner in self.sketches:
+            self._finish(self.sketches[owner])
+        else:
+            results.write_atomic(self.layout.owner_log(owner), results.format_log(self.records.pop(owner)))
+
+    def _finish(self, sk: Sketch) -> None:
+        owner = f"sketch:{sk.id}"
+        records = self.records.pop(owner)
+        ran = [r for r in records if r.start > 0]
+        seconds = sum(r.stop - r.start for r in ran)
+        log = self.layout.sketch_log(sk.id)
+        error = self._error(sk, owner)
+        size = next((recipes.parse_size(self.board.properties, r.output) for r in records
+                     if r.kind == "size" and r.status == "ok"), None)
+        flash_max, ram_max = self.board.flash_max, self.board.ram_max
+        if error is None and size is not None:
+            error = _size_error(size, flash_max, ram_max)
+        published = () if error else self._publish(sk)
+        header = _log_header(sk, self.libraries_of.get(sk.id, ()), self.layout)
+        results.write_atomic(log, results.format_log(records, header) + (f"# error: {error}\n" if error else ""))
+        result = SketchResult(
+            sketch=sk.name, id=sk.id, path=sk.path, status="failed" if error else "ok", seconds=round(seconds, 3),
+            out_dir=self.layout.sketch_dir(sk.id), log=log, flash=size and size.flash, flash_max=flash_max,
+            ram=size and size.ram, ram_max=ram_max, error=error, artifacts=published)
+        self._record(result)
+
+    def _record(self, result: SketchResult) -> None:
+        results.write_sketch(result.out_dir, result)
+        self.results[result.id] = result
+        flash = f"flash={result.flash}/{result.flash_max}" if result.flash is not None else ""
+        detail = result.error if result.error else flash
+        self.progress(f"[{len(self.results)}/{len(self.sketches)}] {result.status.upper():<6} "
+                      f"({result.seconds:.1f}s) {result.id}  {detail}")
+
+    def _error(self, sk: Sketch, owner: str) -> Optional[str]:
+        if owner in self.failed_owner:
+            error = self.failed_owner[owner]
+            missing = [h for h in self.unresolved.get(sk.id, ()) if h in error]
+            if missing:
+                error += f" (no installed library provides {missing[0]}; add one with --library-dir)"
+            return error
+        if owner in self.blocked_by:
+            culprit = self.blocked_by[owner]
+            what = "the core" if culprit == "core" else f"library {culprit.split(':', 1)[1]}"
+            return f"{what} failed to compile; see {self.layout.owner_log(culprit)}"
+        return None
+
+    def _publish(self, sk: Sketch) -> tuple[str, ...]:
+        build, final = self.layout.sketch_build_dir(sk.id), self.layout.sketch_dir(sk.id)
+        published = []
+        for name in FIRMWARE_FILES:
+            if os.path.isfile(os.path.join(build, name)):
+                os.replace(os.path.join(build, name), os.path.join(final, name))
+                published.append(name)
+        return tuple(published)
+
+    def finish_unfinished(self, status: str, error: str) -> None:
+        """Give every sketch that never finished a result (core failure or interruption)."""
+        for owner, sk in self.sketches.items():
+            if sk.id not in self.results:
+                log = self.layout.sketch_log(sk.id)
+                results.write_atomic(log, results.format_log(self.records.pop(owner, []),
+                                                             _log_header(sk, self.libraries_of.get(sk.id, ()), self.layout))
+                                     + f"# {status}: {error}\n")
+                self._record(SketchResult(sketch=sk.name, id=sk.id, path=sk.path, status=status, seconds=0.0,
+                                          out_dir=self.layout.sketch_dir(sk.id), log=log, error=error,
+                                          flash_max=self.board.flash_max, ram_max=self.board.ram_max))
+
+
+def _log_header(sk: Sketch, libs: Sequence[str], layout: Layout) -> str:
+    lines = [f"# sketch {sk.path}", f"# core: {layout.core_log}"]
+    lines += [f"# library {name}: {layout.library_log(name)}" for name in libs]
+    return "\n".join(lines) + "\n"
+
+
+def _first_error(records: Sequence[ActionRecord]) -> str:
+    failed = next((r for r in records if r.status == "failed"), None)
+    if failed is None:
+        return "failed"
+    lines = [line.strip() for line in failed.output.splitlines() if line.strip()]
+    line = next((l for l in lines if "error" in l.lower()), lines[0] if lines else f"{failed.key} failed")
+    return line[:300]
+
+
+def _size_error(size: recipes.Size, flash_max: Optional[int], ram_max: Optional[int]) -> Optional[str]:
+    if flash_max and size.flash > flash_max:
+        return f"sketch too big: {size.flash} bytes of program storage, the board has {flash_max}"
+    if ram_max and size.ram > ram_max:
+        return f"not enough memory: global variables use {size.ram} bytes, the board has {ram_max}"
+    return None

@@ -1,0 +1,137 @@
+"""Worker side: run one step's actions and report what happened. A failing tool is a result, never an
+exception, so one broken sketch cannot take a Dask task (or the build) down with it.
+
+Every action first removes its outputs: a file left by an interrupted or failed earlier run is never
+mistaken for this run's. Running compilers are tracked so an interrupted build can kill them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from typing import Optional
+
+from .model import Action, ActionRecord, Artifact, StepResult
+from .plan import Step
+from .preprocess import preprocess
+
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def run_step(step: Step, *deps: StepResult) -> StepResult:
+    blocked = next((d for d in deps if not d.ok), None)
+    if blocked is not None:
+        why = blocked.blocked_by or blocked.owner
+        return StepResult(step=step.key, owner=step.owner, ok=False, blocked_by=why,
+                          records=tuple(_record(a, "skipped") for a in step.actions))
+    records: list[ActionRecord] = []
+    for action in step.actions:
+        if records and records[-1].status != "ok":
+            records.append(_record(action, "skipped"))
+            continue
+        records.append(run_action(action))
+    ok = all(r.status == "ok" for r in records)
+    artifacts = tuple(Artifact(path=p, sha256=digest(p)) for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
+    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts)
+
+
+def run_action(action: Action) -> ActionRecord:
+    for path in action.outputs:
+        _remove(path)
+    for folder in {os.path.dirname(p) for p in (*action.outputs, action.stdout_path or "") if p}:
+        os.makedirs(folder, exist_ok=True)
+    start = time.time()
+    if action.kind == "preprocess":
+        returncode, output = _preprocess(action)
+    else:
+        returncode, output = _spawn(action)
+    status = "ok" if returncode == 0 else "failed"
+    if status == "ok" and action.stdout_path:
+        _write_atomic(action.stdout_path, output)
+    return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
+
+
+def _preprocess(action: Action) -> tuple[int, str]:
+    # In-process: a Python start-up per sketch would cost more than the preprocessing itself.
+    try:
+        preprocess(action.argv[3], action.argv[4])
+        return 0, ""
+    except (OSError, UnicodeError, ValueError) as exc:
+        return 1, f"preprocessing {action.argv[3]} failed: {exc}\n"
+
+
+def _spawn(action: Action) -> tuple[int, str]:
+    try:
+        proc = subprocess.Popen(action.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError as exc:
+        return 127, f"cannot run {action.argv[0]}: {exc.strerror}\n"
+    with _running_lock:
+        _running.add(proc)
+    try:
+        out, _ = proc.communicate()
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
+def kill_running() -> int:
+    """Kill every tool this process started and is still waiting for (their whole process groups)."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(procs)
+
+
+def _record(action: Action, status: str, *, start: float = 0.0, stop: float = 0.0,
+            returncode: Optional[int] = None, output: str = "") -> ActionRecord:
+    return ActionRecord(key=action.key, kind=action.kind, owner=action.owner, resource=action.resource, status=status,
+                        worker=_worker_name(), start=start, stop=stop, returncode=returncode,
+                        command=command_line(action), output=output)
+
+
+def command_line(action: Action) -> str:
+    line = shlex.join(action.argv)
+    return f"{line} > {shlex.quote(action.stdout_path)}" if action.stdout_path else line
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,49 @@
+"""Where every file of a build goes under `--out`. One place, so graph, results and tests agree.
+
+    OUT/stage1/core/            core objects and core.a          OUT/stage1/core.log
+    OUT/stage1/libraries/NAME/  a library's objects              OUT/stage1/libraries/NAME.log
+    OUT/sketches/ID/build/      a sketch's intermediate files
+    OUT/sketches/ID/            firmware.elf/.hex/.eep, build.log, result.json
+    OUT/results.json  OUT/phases.tsv  OUT/tasks.tsv
+"""
+
+from __future__ import annotations
+
+import os
+
+from attrs import frozen
+
+
+@frozen
+class Layout:
+    out: str
+
+    @property
+    def core_dir(self) -> str:
+        return os.path.join(self.out, "stage1", "core")
+
+    @property
+    def core_log(self) -> str:
+        return os.path.join(self.out, "stage1", "core.log")
+
+    def library_dir(self, name: str) -> str:
+        return os.path.join(self.out, "stage1", "libraries", name)
+
+    def library_log(self, name: str) -> str:
+        return os.path.join(self.out, "stage1", "libraries", f"{name}.log")
+
+    def owner_log(self, owner: str) -> str:
+        """The log of a stage-1 owner (`core` or `lib:NAME`)."""
+        return self.core_log if owner == "core" else self.library_log(owner.split(":", 1)[1])
+
+    def sketch_dir(self, sketch_id: str) -> str:
+        return os.path.join(self.out, "sketches", sketch_id)
+
+    def sketch_build_dir(self, sketch_id: str) -> str:
+        return os.path.join(self.sketch_dir(sketch_id), "build")
+
+    def sketch_log(self, sketch_id: str) -> str:
+        return os.path.join(self.sketch_dir(sketch_id), "build.log")
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.out, name)

@@ -1,0 +1,178 @@
+"""Frozen records that flow from the command line to the results: boards, sketches, libraries, actions.
+
+Everything here is plain data: it pickles to Dask workers and (un)structures with cattrs in `results.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+from attrs import frozen
+
+FRAMEWORK = "framework"
+SKETCH = "sketch"
+
+
+@frozen
+class Board:
+    """A board resolved from an FQBN or a short name, with every build property layered and known."""
+
+    fqbn: str
+    name: str
+    platform_path: str
+    properties: dict[str, str] = attrs.field(eq=False, repr=False)
+
+    @property
+    def board_id(self) -> str:
+        return self.fqbn.split(":")[2]
+
+    @property
+    def flash_max(self) -> Optional[int]:
+        return _int_or_none(self.properties.get("upload.maximum_size"))
+
+    @property
+    def ram_max(self) -> Optional[int]:
+        return _int_or_none(self.properties.get("upload.maximum_data_size"))
+
+
+@frozen
+class Sketch:
+    """An Arduino sketch: folder `X/` holding `X.ino`.
+
+    `inos` lists the main file first, then the other `.ino` files in C-locale order (as the IDE merges them);
+    `files` are the other files, relative to `path`, that the IDE copies beside the merged source
+    (headers included); `sources` is the subset that compiles, in arduino-builder's order.
+    `id` names the sketch's output folder and is unique within a batch.
+    """
+
+    id: str
+    name: str
+    path: str
+    inos: tuple[str, ...]
+    files: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@frozen
+class Library:
+    """An Arduino library: `recursive` (1.5 layout, `src/` compiled recursively) or `flat` (legacy layout,
+    root plus `utility/`). `headers` are paths relative to an include directory, as `#include` names them."""
+
+    name: str
+    root: str
+    layout: str
+    include_dirs: tuple[str, ...]
+    sources: tuple[str, ...]
+    headers: tuple[str, ...]
+
+
+@frozen
+class Action:
+    """One real action of the build: argv in; outputs on disk, output text and exit code out.
+
+    `owner` is what a failure is charged to: `core`, `lib:NAME` or `sketch:ID`. `step` is the Dask task
+    the action runs in; actions of one step run in order in a single task (see `plan.py` for why).
+    `stdout_path` is set when the tool writes its result to stdout (avr-size).
+    """
+
+    key: str
+    kind: str
+    owner: str
+    resource: str
+    step: str
+    argv: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    stdout_path: Optional[str] = None
+
+
+@frozen
+class Artifact:
+    """A file produced on a worker, named by path and identified by content."""
+
+    path: str
+    sha256: str
+
+
+@frozen
+class ActionRecord:
+    """What happened to one action. `status`: ok, failed (the tool exited non-zero or could not start),
+    skipped (an earlier action or a dependency failed) or cancelled (the build stopped first)."""
+
+    key: str
+    kind: str
+    owner: str
+    resource: str
+    status: str
+    worker: str = ""
+    start: float = 0.0
+    stop: float = 0.0
+    returncode: Optional[int] = None
+    command: str = ""
+    output: str = ""
+
+
+@frozen
+class StepResult:
+    """The outcome of one Dask task. `blocked_by` names the owner whose failure skipped this step."""
+
+    step: str
+    owner: str
+    ok: bool
+    records: tuple[ActionRecord, ...]
+    artifacts: tuple[Artifact, ...] = ()
+    blocked_by: Optional[str] = None
+
+
+@frozen
+class SketchResult:
+    """One line of the result map. `status`: ok, failed or interrupted. Sizes are bytes; `None` when the
+    build stopped before the size step."""
+
+    sketch: str
+    id: str
+    path: str
+    status: str
+    seconds: float
+    out_dir: str
+    log: str
+    flash: Optional[int] = None
+    flash_max: Optional[int] = None
+    ram: Optional[int] = None
+    ram_max: Optional[int] = None
+    error: Optional[str] = None
+    artifacts: tuple[str, ...] = ()
+
+
+@frozen
+class Phase:
+    """A span of the run, in seconds since the build started."""
+
+    name: str
+    start: float
+    stop: float
+    cache_key: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.stop - self.start
+
+
+@frozen
+class BuildReport:
+    """`results.json`: the whole run, for machines."""
+
+    board: str
+    exit_code: int
+    stage1_cache_key: str
+    peak_rss_mb: float
+    phases: tuple[Phase, ...]
+    sketches: tuple[SketchResult, ...]
+
+
+def _int_or_none(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,49 @@
+"""Sketch preprocessing, as the Arduino IDE does it: merge the `.ino` files into one C++ file with
+`#include <Arduino.h>`, `#line` directives and generated prototypes, and copy the sketch's other files
+beside it (a `#include "x.h"` in the `.ino` then finds them).
+
+Runs inside the `preprocess` action on a worker, and as `python -m fbuild_graph.preprocess MAIN_INO DEST`
+from an exported build.ninja.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from . import sketch as sketches
+from .prototypes import add_prototypes
+
+
+def merged_name(name: str) -> str:
+    return f"{name}.ino.cpp"
+
+
+def merge(inos: tuple[str, ...]) -> str:
+    parts = ["#include <Arduino.h>\n"]
+    for ino in inos:
+        text = Path(ino).read_text(encoding="utf-8", errors="replace")
+        parts.append(f'#line 1 "{ino}"\n{text}' + ("" if text.endswith("\n") else "\n"))
+    return "".join(parts)
+
+
+def preprocess(main_ino: str, dest: str) -> str:
+    """Write the merged sketch and copies of its files under `dest`; return the merged file's path."""
+    sk = sketches.load(Path(main_ino))
+    os.makedirs(dest, exist_ok=True)
+    for rel in sk.files:
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(os.path.join(sk.path, rel), target)
+    out = os.path.join(dest, merged_name(sk.name))
+    tmp = out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(add_prototypes(merge(sk.inos)))
+    os.replace(tmp, out)
+    return out
+
+
+if __name__ == "__main__":
+    preprocess(sys.argv[1], sys.argv[2])

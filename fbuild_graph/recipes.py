@@ -1,0 +1,90 @@
+"""Platform recipes -> argv: every command fbuild-graph runs comes from `platform.txt` through here.
+
+Per-command keys (`source_file`, `object_file`, `includes`, `build.path`, ...) are set just before
+expansion, as arduino-cli does, and expansion is strict (see `properties.expand`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping, Optional, Sequence
+
+from attrs import frozen
+
+from . import properties
+from .errors import FbuildError
+
+PROJECT_NAME = "firmware"
+_RECIPE_BY_EXTENSION = {".c": "recipe.c.o.pattern", ".cpp": "recipe.cpp.o.pattern", ".S": "recipe.S.o.pattern"}
+# Stands for the object list in the archive recipe, which names one `{object_file}`: we archive all
+# objects with one call, in the same member order arduino-builder's one-call-per-object produces.
+_OBJECTS_SLOT = "\x00objects\x00"
+
+
+def _argv(props: Mapping[str, str], recipe: str, extra: Mapping[str, str]) -> tuple[str, ...]:
+    if recipe not in props:
+        raise FbuildError(f"the platform defines no {recipe}; this core cannot be built by fbuild-graph")
+    command = properties.expand(props[recipe], {**props, **extra}, what=recipe)
+    return tuple(properties.split_command(command))
+
+
+def compile_argv(props: Mapping[str, str], source: str, obj: str, include_dirs: Sequence[str]) -> tuple[str, ...]:
+    ext = os.path.splitext(source)[1]
+    return _argv(props, _RECIPE_BY_EXTENSION[ext], {
+        "source_file": source,
+        "object_file": obj,
+        "includes": properties.quoted(include_dirs, prefix="-I"),
+    })
+
+
+def archive_argv(props: Mapping[str, str], archive: str, objects: Sequence[str]) -> tuple[str, ...]:
+    argv = _argv(props, "recipe.ar.pattern", {
+        "build.path": os.path.dirname(archive),
+        "archive_file": os.path.basename(archive),
+        "archive_file_path": archive,
+        "object_file": _OBJECTS_SLOT,
+    })
+    slot = argv.index(_OBJECTS_SLOT)
+    return (*argv[:slot], *objects, *argv[slot + 1:])
+
+
+def _output_keys(build_path: str) -> dict[str, str]:
+    return {"build.path": build_path, "build.project_name": PROJECT_NAME}
+
+
+def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str], archive: str) -> tuple[str, ...]:
+    return _argv(props, "recipe.c.combine.pattern", {
+        **_output_keys(build_path),
+        "object_files": properties.quoted(objects),
+        # The recipe names the archive as {build.path}/{archive_file}; ours lives with the stage-1 outputs.
+        "archive_file": os.path.relpath(archive, build_path),
+    })
+
+
+def objcopy_argv(props: Mapping[str, str], build_path: str, which: str) -> Optional[tuple[str, ...]]:
+    """`which` is `eep` or `hex`; None when the platform has no such recipe."""
+    recipe = f"recipe.objcopy.{which}.pattern"
+    return _argv(props, recipe, _output_keys(build_path)) if recipe in props else None
+
+
+def size_argv(props: Mapping[str, str], build_path: str) -> tuple[str, ...]:
+    return _argv(props, "recipe.size.pattern", _output_keys(build_path))
+
+
+@frozen
+class Size:
+    flash: int
+    ram: int
+
+
+def parse_size(props: Mapping[str, str], output: str) -> Size:
+    """Sum the sections the platform's `recipe.size.regex*` select, as the IDE does."""
+
+    def total(key: str) -> int:
+        pattern = props.get(key)
+        if not pattern:
+            return 0
+        return sum(int(m.group(1)) for m in re.finditer(pattern, output, re.MULTILINE))
+
+    return Size(flash=total("recipe.size.regex"), ram=total("recipe.size.regex.data"))

@@ -1,0 +1,118 @@
+"""The only module that speaks Dask: start or join a cluster, submit steps as tasks, stream results.
+
+Each step becomes one task carrying a resource annotation (`framework=1` or `sketch=1`); workers offer
+those resources, so the limits hold on any cluster. The default local cluster runs in this process with
+one worker per resource class. One worker per class is deliberate: a Dask worker only tries its
+top-priority resource-constrained task (distributed#6136), so a worker offering both classes can leave
+a sketch slot idle behind a queued framework task. With one class per worker nothing can queue behind a
+task of the other class. (LocalCluster gives every worker the same resources, hence its base class,
+SpecCluster, with two worker specs.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from typing import Callable, Optional, Sequence
+
+from .errors import FbuildError
+from .execute import kill_running, run_step
+from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
+from .plan import Step
+
+
+@contextlib.contextmanager
+def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = None):
+    """A connected distributed Client: to `scheduler` if given, else to a fresh in-process cluster."""
+    from distributed import Client, Scheduler, SpecCluster, Worker
+
+    # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise FbuildError(f"cannot reach Dask scheduler {scheduler}: {exc}; start it or fix --scheduler") from None
+        try:
+            _check_resources(client, scheduler)
+            yield client
+        finally:
+            client.close()
+        return
+    workers = {
+        FRAMEWORK: {"cls": Worker, "options": {"nthreads": framework_jobs, "resources": {FRAMEWORK: framework_jobs},
+                                               "name": FRAMEWORK}},
+        SKETCH: {"cls": Worker, "options": {"nthreads": sketch_jobs, "resources": {SKETCH: sketch_jobs},
+                                            "name": SKETCH}},
+    }
+    spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}, workers=workers,
+                       asynchronous=False, name="fbuild-graph")
+    client = Client(spec)
+    try:
+        yield client
+    finally:
+        kill_running()
+        client.close()
+        spec.close()
+
+
+def _check_resources(client, scheduler: str) -> None:
+    offered: set[str] = set()
+    for worker in client.scheduler_info()["workers"].values():
+        offered.update(name for name, amount in (worker.get("resources") or {}).items() if amount > 0)
+    missing = [name for name in (FRAMEWORK, SKETCH) if name not in offered]
+    if missing:
+        raise FbuildError(
+            f"no worker of {scheduler} offers the {' and '.join(missing)} resource; start workers with "
+            f"`dask worker {scheduler} --resources framework=2,sketch=2`"
+        )
+
+
+def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool]) -> None:
+    """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
+    to stop the build: the remaining tasks are cancelled and their running tools killed."""
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    futures = {}
+    for step in steps:
+        deps = [futures[d] for d in step.deps]
+        futures[step.key] = client.submit(
+            run_step, step, *deps, key=f"{step.key}#{run_id}", resources={step.resource: 1},
+            priority=step.priority, pure=False,
+        )
+    done = as_completed(list(futures.values()))
+    # Drop our references as results arrive, so finished results do not pile up in memory.
+    futures.clear()
+    try:
+        for future in done:
+            result = _result(future)
+            future.release()
+            if not on_result(result):
+                break
+    finally:
+        pending = list(done.futures)
+        if pending:
+            client.cancel(pending)
+            kill_running()
+
+
+def _result(future) -> StepResult:
+    try:
+        return future.result()
+    except Exception as exc:  # a worker lost for good, or a bug in a task: report it on the step
+        return _failed(str(future.key).rsplit("#", 1)[0], exc)
+
+
+def _failed(key: str, exc: BaseException) -> StepResult:
+    owner = _owner_of(key)
+    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status="failed",
+                          output=f"task {key} raised {type(exc).__name__}: {exc}\n")
+    return StepResult(step=key, owner=owner, ok=False, records=(record,))
+
+
+def _owner_of(step_key: str) -> str:
+    """`sketch:ID:what` -> `sketch:ID`; `lib:NAME:file` -> `lib:NAME`; `core:...` -> `core`."""
+    kind, _, rest = step_key.partition(":")
+    return "core" if kind == "core" else f"{kind}:{rest.split(':', 1)[0]}"

@@ -1,0 +1,108 @@
+"""Find sketches on disk and describe each one's files, as the Arduino IDE sees a sketch folder.
+
+A sketch is a folder `X/` holding `X.ino`; its other `.ino` files are merged into one C++ file after the
+main one, in C-locale order; `.c/.cpp/.S` files beside them and everything under `src/` compile too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from attrs import evolve
+
+from .errors import FbuildError
+from .model import Sketch
+
+SOURCE_EXTENSIONS = (".S", ".c", ".cpp")
+HEADER_EXTENSIONS = (".h", ".hh", ".hpp", ".tpp", ".ipp", ".inc")
+_SKIPPED_DIRS = {".git", ".svn", "node_modules", "__pycache__", "build", ".fbuild-graph"}
+
+
+def find(args: Sequence[str]) -> list[Sketch]:
+    """Sketch folders, `.ino` files or folders searched recursively -> sketches with unique ids."""
+    found: dict[str, Path] = {}
+    for arg in args:
+        path = Path(arg)
+        if not path.exists():
+            raise FbuildError(f"sketch path {arg} does not exist")
+        for main in _mains(path):
+            found.setdefault(str(main.resolve()), main.resolve())
+    return with_ids([load(main) for main in found.values()])
+
+
+def _mains(path: Path) -> list[Path]:
+    if path.is_file():
+        if path.suffix != ".ino":
+            raise FbuildError(f"{path} is not a sketch: pass a sketch folder, a .ino file or a folder of sketches")
+        return [path]
+    own = path / f"{path.resolve().name}.ino"
+    if own.is_file():
+        return [own]
+    mains = []
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        if f"{Path(folder).name}.ino" in files:
+            mains.append(Path(folder) / f"{Path(folder).name}.ino")
+            dirs[:] = []  # a sketch's own subfolders (src/) hold no other sketches
+    if not mains:
+        inos = sorted(path.glob("*.ino"))
+        hint = f" ({inos[0].name} should be named {path.resolve().name}.ino)" if inos else ""
+        raise FbuildError(f"no sketch found in {path}{hint}: a sketch is a folder X/ holding X.ino")
+    return mains
+
+
+def load(main: Path) -> Sketch:
+    folder = main.parent
+    others = sorted(p.name for p in folder.glob("*.ino") if p.name != main.name)
+    files = tuple(_walk_files(folder))
+    sources = tuple(compile_order(f for f in files if f.endswith(SOURCE_EXTENSIONS)))
+    return Sketch(
+        id=main.stem,
+        name=main.stem,
+        path=str(folder),
+        inos=(str(main), *(str(folder / name) for name in others)),
+        files=files,
+        sources=sources,
+    )
+
+
+def with_ids(sketches: Iterable[Sketch]) -> list[Sketch]:
+    """Give each sketch an output folder name: its own name, or name plus a path digest when two share it
+    (two libraries that both ship an example `Basic`)."""
+    sketches = sorted(sketches, key=lambda s: (s.name, s.path))
+    counts = Counter(s.name for s in sketches)
+    return [
+        s if counts[s.name] == 1 else evolve(s, id=f"{s.name}-{hashlib.sha1(s.path.encode()).hexdigest()[:8]}")
+        for s in sketches
+    ]
+
+
+def _walk_files(folder: Path) -> Iterable[str]:
+    """Files the IDE copies beside the merged sketch: the root's sources and headers, and all of `src/`."""
+    for entry in sorted(os.listdir(folder)):
+        if (folder / entry).is_file() and entry.endswith(SOURCE_EXTENSIONS + HEADER_EXTENSIONS):
+            yield entry
+    src = folder / "src"
+    if src.is_dir():
+        for root, dirs, files in os.walk(src):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith(SOURCE_EXTENSIONS + HEADER_EXTENSIONS):
+                    yield str((Path(root) / name).relative_to(folder))
+
+
+def compile_order(paths: Iterable[str]) -> list[str]:
+    """arduino-builder's object order: per folder, `.S` then `.c` then `.cpp` files, each C-locale sorted,
+    then the subfolders in order. The order reaches the link line and the core archive, so the firmware
+    bytes depend on it."""
+
+    def key(path: str) -> tuple:
+        folder, name = os.path.split(path)
+        rank = next(i for i, ext in enumerate(SOURCE_EXTENSIONS) if name.endswith(ext))
+        return (tuple(Path(folder).parts), rank, name)
+
+    return sorted(paths, key=key)
