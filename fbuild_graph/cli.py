@@ -5,7 +5,11 @@ Exit codes: 0 every sketch built; 1 a sketch failed; 2 usage or configuration er
 
 from __future__ import annotations
 
-import argparse
+import time
+
+_STARTED = time.time()
+
+import argparse  # noqa: E402  (imports are timed as the `import` phase)
 import os
 import sys
 from typing import Optional, Sequence
@@ -98,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "compile-many":
-            code, report = compile_many(_config(args), progress=_note)
+            code, report = compile_many(_config(args), progress=_note, t0=_STARTED)
             if args.json:
                 from .results import to_json
 

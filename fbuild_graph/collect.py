@@ -8,6 +8,7 @@ one this build made and accepted.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -134,13 +135,22 @@ def _log_header(sk: Sketch, libs: Sequence[str], layout: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What a person looks for first in a tool's output, best first: a compiler diagnostic, a linker's
+# complaint, then anything that says error. ("collect2: error: ld returned 1" only says the linker failed.)
+_ERROR_LINES = (re.compile(r"(fatal )?error: "), re.compile(r"undefined reference|multiple definition"),
+                re.compile(r"error", re.IGNORECASE))
+
+
 def _first_error(records: Sequence[ActionRecord]) -> str:
     failed = next((r for r in records if r.status == "failed"), None)
     if failed is None:
         return "failed"
-    lines = [line.strip() for line in failed.output.splitlines() if line.strip()]
-    line = next((l for l in lines if "error" in l.lower()), lines[0] if lines else f"{failed.key} failed")
-    return line[:300]
+    lines = [line.strip() for line in failed.output.splitlines() if line.strip() and not line.startswith("collect2")]
+    for pattern in _ERROR_LINES:
+        line = next((l for l in lines if pattern.search(l)), None)
+        if line:
+            return line[:300]
+    return (lines[0] if lines else f"{failed.key} failed (exit code {failed.returncode})")[:300]
 
 
 def _size_error(size: recipes.Size, flash_max: Optional[int], ram_max: Optional[int]) -> Optional[str]:

@@ -1,0 +1,2 @@
+#include "Broken.h"
+void brokenInit() { this_is_not_declared(); }

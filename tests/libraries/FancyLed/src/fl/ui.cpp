@@ -1,0 +1,3 @@
+#include <Arduino.h>
+#include "ui.h"
+namespace fl { void uiBegin() { pinMode(LED_BUILTIN, OUTPUT); } }

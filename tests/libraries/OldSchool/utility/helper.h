@@ -1,0 +1,8 @@
+#pragma once
+#ifdef __cplusplus
+extern "C" {
+#endif
+void helperInit(void);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,4 @@
+#include <NoSuchLibrary.h>
+
+void setup() {}
+void loop() {}

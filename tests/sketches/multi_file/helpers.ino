@@ -1,0 +1,3 @@
+void helperLoop() {
+  blinkTimes(1);
+}

@@ -1,0 +1,4 @@
+#include <Broken.h>
+
+void setup() { brokenInit(); }
+void loop() {}
