@@ -51,25 +51,30 @@ class Prepared:
     discovery: libraries.Discovery
     graph: object
     stage1_key: str
+    notes: tuple[str, ...]
 
 
-def prepare(config: Config, note: Callable[[str], None]) -> Prepared:
+def prepare(config: Config) -> Prepared:
+    """Everything before the first tool runs. Raises FbuildError for bad input; its `notes` are for the
+    caller to say once preparation has succeeded, so bad input gets exactly one line."""
     board = boards.resolve(config.board, config.hardware, config.build_properties)
     toolchain.check(board.properties)
+    found = sketches.find(config.sketches)
+    core_dirs = [board.properties["build.core.path"], board.properties.get("build.variant.path", "")]
+    discovery = libraries.discover(found, libraries.index(config.library_dirs, board.platform_path), core_dirs)
+    notes = []
     fix = toolchain.decimal_dig_fix(board.properties)
     if fix:
         props = dict(board.properties)
         props["compiler.cpp.extra_flags"] = f"{props.get('compiler.cpp.extra_flags', '')} {fix}".strip()
         board = evolve(board, properties=props)
-        note(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
-    found = sketches.find(config.sketches)
+        notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
-    core_dirs = [board.properties["build.core.path"], board.properties.get("build.variant.path", "")]
-    discovery = libraries.discover(found, libraries.index(config.library_dirs, board.platform_path), core_dirs)
     dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]))
     source_dirs = [*filter(None, core_dirs), *(d.root for d in discovery.libraries)]
     key = fingerprint.stage1_key(toolchain.identity(board.properties), board.fqbn, graphs.actions_of(dag), source_dirs)
-    return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag, stage1_key=key)
+    return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag, stage1_key=key,
+                    notes=tuple(notes))
 
 
 def _sources(folder: str) -> list[str]:
@@ -88,7 +93,9 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     begin = time.time() - t0
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
-    prepared = prepare(config, progress)
+    prepared = prepare(config)
+    for line in prepared.notes:
+        progress(line)
     layout = prepared.layout
     steps = plan.steps(prepared.graph)
     for sk in prepared.sketches:

@@ -122,7 +122,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _graph(args: argparse.Namespace) -> int:
     from . import export
 
-    prepared = prepare(_config(args), _note)
+    prepared = prepare(_config(args))
+    for line in prepared.notes:
+        _note(line)
     if args.format == "json":
         sys.stdout.write(export.to_json(prepared.graph))
     else:

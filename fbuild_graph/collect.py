@@ -117,7 +117,10 @@ class Collector:
         return tuple(published)
 
     def finish_unfinished(self, status: str, error: str) -> None:
-        """Give every sketch that never finished a result (core failure or interruption)."""
+        """Give every sketch that never finished a result (core failure or interruption), and write what
+        the unfinished stage-1 owners have logged so far."""
+        for owner in [o for o in self.records if o not in self.sketches]:
+            results.write_atomic(self.layout.owner_log(owner), results.format_log(self.records.pop(owner)))
         for owner, sk in self.sketches.items():
             if sk.id not in self.results:
                 log = self.layout.sketch_log(sk.id)

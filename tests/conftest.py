@@ -1,0 +1,62 @@
+"""Shared fixtures: real builds with the real AVR toolchain and the Debian Arduino core.
+
+The expensive build runs once per session: the core's 19 example sketches plus this folder's test
+sketches (some written to fail) and test libraries, through the real command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+PLATFORM = Path("/usr/share/arduino/hardware/arduino/avr")
+EXAMPLES = sorted(PLATFORM.glob("libraries/*/examples/*/*.ino"))
+TEST_SKETCHES = HERE / "sketches"
+TEST_LIBRARIES = HERE / "libraries"
+
+needs_toolchain = pytest.mark.skipif(
+    not (shutil.which("avr-g++") and PLATFORM.is_dir()),
+    reason="needs gcc-avr, avr-libc, binutils-avr and arduino-core-avr (.ci/run installs them)",
+)
+
+
+def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fbuild_graph", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+class Build:
+    def __init__(self, out: Path, proc: subprocess.CompletedProcess):
+        self.out = out
+        self.proc = proc
+        self.report = json.loads((out / "results.json").read_text())
+        self.by_id = {s["id"]: s for s in self.report["sketches"]}
+        self.phases = read_tsv(out / "phases.tsv")
+        self.tasks = read_tsv(out / "tasks.tsv")
+
+
+FRAMEWORK_JOBS, SKETCH_JOBS = 1, 2
+
+
+@pytest.fixture(scope="session")
+def big_build(tmp_path_factory) -> Build:
+    if not (shutil.which("avr-g++") and PLATFORM.is_dir()):
+        pytest.skip("needs the AVR toolchain and arduino-core-avr")
+    out = tmp_path_factory.mktemp("build") / "out"
+    proc = run_cli("compile-many", "--board", "uno", "--framework-jobs", str(FRAMEWORK_JOBS),
+                   "--sketch-jobs", str(SKETCH_JOBS), "--library-dir", str(TEST_LIBRARIES), "-o", str(out),
+                   str(PLATFORM / "libraries"), str(TEST_SKETCHES))
+    return Build(out, proc)

@@ -1,0 +1,183 @@
+"""compile-many end to end: firmware that parses and fits, failures that stay local, results and limits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, FRAMEWORK_JOBS, SKETCH_JOBS, Build, needs_toolchain
+
+pytestmark = needs_toolchain
+
+EXPECTED_FAILURES = {
+    "syntax_error": "syntax_error.ino:5:",
+    "missing_library": "NoSuchLibrary.h: No such file or directory",
+    "usb_only": "'USBDevice' was not declared",
+    "too_big": "sketch too big: ",
+    "uses_broken": "library Broken failed to compile",
+}
+EXPECTED_OK = [p.stem for p in EXAMPLES] + ["multi_file", "uses_libs"]
+
+
+def parse_intel_hex(path: Path) -> dict[int, int]:
+    """Address -> byte, checking every record's checksum; raises on anything malformed."""
+    memory: dict[int, int] = {}
+    base = 0
+    saw_eof = False
+    for line in path.read_text().splitlines():
+        assert line.startswith(":"), line
+        raw = bytes.fromhex(line[1:])
+        count, address, kind, data = raw[0], int.from_bytes(raw[1:3], "big"), raw[3], raw[4:-1]
+        assert len(data) == count and sum(raw) & 0xFF == 0, f"bad record {line}"
+        if kind == 0:
+            for i, b in enumerate(data):
+                memory[base + address + i] = b
+        elif kind == 1:
+            saw_eof = True
+        elif kind == 2:
+            base = int.from_bytes(data, "big") << 4
+    assert saw_eof, f"{path} has no end-of-file record"
+    return memory
+
+
+def test_exit_code_is_1_when_some_sketches_fail(big_build: Build):
+    assert big_build.proc.returncode == 1, big_build.proc.stderr
+    assert big_build.report["exit_code"] == 1
+    assert "Traceback" not in big_build.proc.stderr
+
+
+def test_the_decimal_dig_fix_is_applied_and_said_once(big_build: Build):
+    assert big_build.proc.stderr.count("-DDECIMAL_DIG=__DECIMAL_DIG__") == 1
+
+
+@pytest.mark.parametrize("sketch_id", EXPECTED_OK)
+def test_expected_success_has_hex_that_parses_and_fits(big_build: Build, sketch_id: str):
+    result = big_build.by_id[sketch_id]
+    assert result["status"] == "ok", result
+    out = Path(result["out_dir"])
+    memory = parse_intel_hex(out / "firmware.hex")
+    assert memory, "empty firmware"
+    assert max(memory) < result["flash_max"] == 32256
+    assert 0 < result["flash"] <= result["flash_max"]
+    assert len(memory) == result["flash"]  # the hex holds exactly the flash the size report counts
+    assert 0 <= result["ram"] <= result["ram_max"] == 2048
+    assert (out / "firmware.elf").read_bytes()[:4] == b"\x7fELF"
+    assert (out / "firmware.eep").is_file()
+
+
+@pytest.mark.parametrize("sketch_id,message", sorted(EXPECTED_FAILURES.items()))
+def test_broken_sketch_fails_with_the_right_message(big_build: Build, sketch_id: str, message: str):
+    result = big_build.by_id[sketch_id]
+    assert result["status"] == "failed"
+    assert message in result["error"].replace("‘", "'").replace("’", "'")
+    out = Path(result["out_dir"])
+    assert not (out / "firmware.hex").exists(), "a failed sketch must not leave firmware behind"
+    log = Path(result["log"]).read_text()
+    assert "$ " in log  # the commands are in the log
+
+
+def test_missing_library_error_says_what_to_do(big_build: Build):
+    assert "--library-dir" in big_build.by_id["missing_library"]["error"]
+
+
+def test_compiler_errors_name_the_ino_file_and_line(big_build: Build):
+    log = Path(big_build.by_id["syntax_error"]["log"]).read_text()
+    assert "syntax_error.ino:5:23: error" in log
+
+
+def test_broken_library_fails_only_its_users_and_its_log_has_the_compiler_message(big_build: Build):
+    error = big_build.by_id["uses_broken"]["error"]
+    log = Path(error.rsplit("see ", 1)[1])
+    assert log.name == "Broken.log"
+    assert "this_is_not_declared" in log.read_text()
+    assert big_build.by_id["uses_libs"]["status"] == "ok"
+
+
+def test_sketches_with_the_same_name_get_their_own_folders(big_build: Build):
+    basics = [r for r in big_build.report["sketches"] if r["sketch"] == "Basic"]
+    assert len(basics) == 2
+    assert len({r["out_dir"] for r in basics}) == 2
+    hexes = [Path(r["out_dir"], "firmware.hex").read_bytes() for r in basics]
+    assert hexes[0] != hexes[1]  # pin 12 vs pin 11: each folder holds its own sketch's firmware
+
+
+def test_every_stage1_action_ran_once_for_the_whole_batch(big_build: Build):
+    framework = [t["key"] for t in big_build.tasks if t["resource"] == "framework"]
+    assert len(framework) == len(set(framework))
+    wire = [k for k in framework if k.startswith("lib/Wire/")]
+    assert sorted(wire) == ["lib/Wire/Wire.cpp.o", "lib/Wire/utility/twi.c.o"]
+    assert "core/core.a" in framework
+
+
+def test_phases_tsv_has_the_phases_and_the_cache_key(big_build: Build):
+    phases = {row["phase"]: row for row in big_build.phases}
+    for name in ("discover", "stage1_archives", "stage2_sketches", "total"):
+        assert float(phases[name]["seconds"]) > 0, name
+    assert len(phases["stage1_archives"]["cache_key"]) == 16
+    assert phases["stage1_archives"]["cache_key"] == big_build.report["stage1_cache_key"]
+    assert float(phases["total"]["stop"]) >= float(phases["stage2_sketches"]["stop"])
+
+
+def test_tasks_tsv_has_a_row_per_action(big_build: Build):
+    assert list(big_build.tasks[0]) == ["key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds",
+                                         "status"]
+    rows = {t["key"]: t for t in big_build.tasks}
+    link = rows["sketch/master_reader/link"]
+    assert link["kind"] == "link" and link["sketch"] == "master_reader" and link["resource"] == "sketch"
+    assert link["status"] == "ok" and float(link["stop"]) > float(link["start"])
+    assert rows["sketch/uses_broken/link"]["status"] == "skipped"
+    kinds = {t["kind"] for t in big_build.tasks}
+    assert {"preprocess", "compile", "archive", "link", "eep", "hex", "size"} <= kinds
+
+
+def _max_concurrency(rows) -> int:
+    events = sorted([(float(r["start"]), 1) for r in rows] + [(float(r["stop"]), -1) for r in rows])
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def test_the_two_limits_held(big_build: Build):
+    ran = [t for t in big_build.tasks if t["start"]]
+    framework = [t for t in ran if t["resource"] == "framework"]
+    sketch = [t for t in ran if t["resource"] == "sketch"]
+    assert _max_concurrency(framework) <= FRAMEWORK_JOBS
+    assert _max_concurrency(sketch) <= SKETCH_JOBS
+    assert {t["worker"] for t in framework} == {"framework"}
+
+
+def test_sketch_compiles_do_not_wait_for_stage1(big_build: Build):
+    stage1_end = max(float(t["stop"]) for t in big_build.tasks if t["resource"] == "framework" and t["stop"])
+    early = [t for t in big_build.tasks if t["kind"] == "compile" and t["resource"] == "sketch" and t["start"]
+             and float(t["start"]) < stage1_end]
+    assert early, "no sketch TU compiled while stage 1 was running"
+    first_link = min(float(t["start"]) for t in big_build.tasks if t["kind"] == "link" and t["start"])
+    core_archive = next(t for t in big_build.tasks if t["key"] == "core/core.a")
+    assert first_link >= float(core_archive["stop"])
+
+
+def test_results_json_round_trips_through_cattrs(big_build: Build):
+    from fbuild_graph.results import load_report
+
+    report = load_report(str(big_build.out / "results.json"))
+    assert report.board == "arduino:avr:uno"
+    assert {s.id for s in report.sketches} == set(big_build.by_id)
+    assert report.peak_rss_mb > 0
+
+
+def test_table_on_stdout_lists_every_sketch(big_build: Build):
+    for sketch_id in big_build.by_id:
+        assert sketch_id in big_build.proc.stdout
+    assert "ok" in big_build.proc.stdout and "failed" in big_build.proc.stdout
+
+
+def test_per_sketch_result_json_matches_the_map(big_build: Build):
+    import json
+
+    result = big_build.by_id["multi_file"]
+    assert json.loads(Path(result["out_dir"], "result.json").read_text()) == result
+    assert os.path.isfile(result["log"])
