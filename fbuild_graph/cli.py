@@ -11,6 +11,7 @@ _STARTED = time.time()
 
 import argparse  # noqa: E402  (imports are timed as the `import` phase)
 import os
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -98,8 +99,14 @@ def _config(args: argparse.Namespace) -> Config:
                   build_properties=dict(args.build_property), scheduler=scheduler, **extra)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
+    # CI cancels a job with SIGTERM: treat it as Ctrl-C, so finished results are kept and tools killed.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "compile-many":
             code, report = compile_many(_config(args), progress=_note, t0=_STARTED)

@@ -181,3 +181,32 @@ def test_per_sketch_result_json_matches_the_map(big_build: Build):
     result = big_build.by_id["multi_file"]
     assert json.loads(Path(result["out_dir"], "result.json").read_text()) == result
     assert os.path.isfile(result["log"])
+
+
+def test_an_interrupted_build_keeps_finished_results_and_leaves_no_compiler(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import PLATFORM
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "compile-many", "--board", "uno", "--sketch-jobs", "1",
+                             "-o", str(out), str(PLATFORM / "libraries")], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    for line in proc.stderr:  # interrupt as soon as the first sketch has finished
+        if line.startswith("[1/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    report = json.loads((out / "results.json").read_text())
+    statuses = {s["status"] for s in report["sketches"]}
+    assert statuses == {"ok", "interrupted"}
+    for s in report["sketches"]:
+        hex_file = Path(s["out_dir"], "firmware.hex")
+        assert hex_file.exists() == (s["status"] == "ok")
+        assert json.loads(Path(s["out_dir"], "result.json").read_text())["status"] == s["status"]
+    leftovers = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
+    assert leftovers == ""

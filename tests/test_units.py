@@ -1,0 +1,186 @@
+"""The pure parts, one module at a time: properties, board, sketches, libraries, the DAG, the plan, export."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+
+from conftest import PLATFORM, TEST_LIBRARIES, TEST_SKETCHES
+from fbuild_graph import board as boards
+from fbuild_graph import graph, libraries, plan, properties, sketch
+from fbuild_graph.errors import FbuildError
+from fbuild_graph.export import to_ninja
+from fbuild_graph.layout import Layout
+
+needs_core = pytest.mark.skipif(not PLATFORM.is_dir(), reason="needs arduino-core-avr")
+
+
+# properties ---------------------------------------------------------------------------------------------
+
+def test_split_command_keeps_quoted_words_whole_and_inner_quotes():
+    argv = properties.split_command('"/usr/bin/avr-g++" -c \'-DUSB_PRODUCT="Arduino Leonardo"\' "-I/a b/c"  x')
+    assert argv == ["/usr/bin/avr-g++", "-c", '-DUSB_PRODUCT="Arduino Leonardo"', "-I/a b/c", "x"]
+
+
+def test_split_command_rejects_an_unterminated_quote():
+    with pytest.raises(FbuildError, match="unterminated"):
+        properties.split_command('"/usr/bin/avr-gcc -c')
+
+
+def test_expand_is_recursive_and_strict():
+    props = {"a": "{b}-{c}", "b": "B", "c": "{b}{b}"}
+    assert properties.expand("x {a}", props, what="t") == "x B-BB"
+    with pytest.raises(FbuildError, match=r"\{missing\}.*--build-property missing=VALUE"):
+        properties.expand("{missing}", props, what="t")
+    with pytest.raises(FbuildError, match="loop"):
+        properties.expand("{x}", {"x": "{y}", "y": "{x}"}, what="t")
+
+
+def test_parse_skips_comments_and_keeps_equals_in_values():
+    assert properties.parse("# c\n a.b = x=y \n\nbad line\n") == {"a.b": "x=y"}
+
+
+# board --------------------------------------------------------------------------------------------------
+
+@needs_core
+@pytest.mark.parametrize("spec,mcu,flash", [
+    ("uno", "atmega328p", 32256),
+    ("arduino:avr:uno", "atmega328p", 32256),
+    ("mega", "atmega2560", 253952),  # a menu's first option is the default
+    ("arduino:avr:mega:cpu=atmega1280", "atmega1280", 126976),
+    ("leonardo", "atmega32u4", 28672),
+])
+def test_board_resolves_short_names_fqbns_and_menus(spec, mcu, flash):
+    b = boards.resolve(spec, [boards.DEFAULT_HARDWARE], {})
+    assert b.properties["build.mcu"] == mcu
+    assert b.flash_max == flash
+
+
+@needs_core
+def test_build_property_overrides_the_board():
+    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {"build.f_cpu": "8000000L"})
+    assert b.properties["build.f_cpu"] == "8000000L"
+
+
+@needs_core
+def test_compile_recipe_gives_the_flags_the_ide_uses():
+    from fbuild_graph import recipes
+
+    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    argv = recipes.compile_argv(b.properties, "/s/x.cpp", "/o/x.cpp.o", ["/inc one"])
+    assert argv[0] == "/usr/bin/avr-g++"
+    for flag in ("-mmcu=atmega328p", "-DF_CPU=16000000L", "-DARDUINO=10819", "-DARDUINO_AVR_UNO", "-DARDUINO_ARCH_AVR",
+                 "-flto", "-std=gnu++11", "-I/inc one"):
+        assert flag in argv
+    assert argv[-3:] == ("/s/x.cpp", "-o", "/o/x.cpp.o")
+
+
+# sketches -----------------------------------------------------------------------------------------------
+
+def test_multi_file_sketch_lists_inos_main_first_and_sources_in_builder_order():
+    sk = sketch.find([str(TEST_SKETCHES / "multi_file")])[0]
+    assert [p.rsplit("/", 1)[1] for p in sk.inos] == ["multi_file.ino", "helpers.ino"]
+    assert sk.sources == ("src/util/counter.cpp",)
+    assert set(sk.files) == {"config.h", "src/util/counter.h", "src/util/counter.cpp"}
+
+
+def test_compile_order_is_S_then_c_then_cpp_per_folder_then_subfolders():
+    order = sketch.compile_order(["z.cpp", "utility/twi.c", "a.cpp", "b.c", "w.S", "src/x.cpp"])
+    assert order == ["w.S", "b.c", "a.cpp", "z.cpp", "src/x.cpp", "utility/twi.c"]
+
+
+def test_an_ino_file_argument_and_its_folder_are_one_sketch():
+    folder = TEST_SKETCHES / "multi_file"
+    assert len(sketch.find([str(folder), str(folder / "multi_file.ino")])) == 1
+
+
+# libraries ----------------------------------------------------------------------------------------------
+
+@needs_core
+def test_library_discovery_is_transitive_and_handles_both_layouts():
+    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    found = sketch.find([str(TEST_SKETCHES / "uses_libs")])
+    index = libraries.index([str(TEST_LIBRARIES)], b.platform_path)
+    d = libraries.discover(found, index, [b.properties["build.core.path"], b.properties["build.variant.path"]])
+    # fl/ui.h lives in a subfolder of FancyLed's src/; OldSchool (flat layout) includes Wire.
+    assert d.by_sketch["uses_libs"] == ("FancyLed", "OldSchool", "Wire")
+    assert d.closure["OldSchool"] == ("Wire",)
+    old = next(lib for lib in d.libraries if lib.name == "OldSchool")
+    assert old.layout == "flat" and [s.rsplit("/", 1)[1] for s in old.sources] == ["OldSchool.cpp", "helper.c"]
+
+
+@needs_core
+def test_a_single_library_root_is_accepted_as_library_dir():
+    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    names = [lib.name for lib in libraries.index([str(TEST_LIBRARIES / "FancyLed")], b.platform_path)]
+    assert names[0] == "FancyLed" and "Wire" in names
+
+
+# graph and plan -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dag():
+    if not PLATFORM.is_dir():
+        pytest.skip("needs arduino-core-avr")
+    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    found = sketch.find([str(PLATFORM / "libraries" / "Wire" / "examples"), str(TEST_SKETCHES / "multi_file")])
+    core_dirs = [b.properties["build.core.path"], b.properties["build.variant.path"]]
+    d = libraries.discover(found, libraries.index([], b.platform_path), core_dirs)
+    from fbuild_graph.build import _sources
+
+    return graph.build_graph(b, found, d, Layout("/out"), _sources(core_dirs[0]), _sources(core_dirs[1]))
+
+
+def test_graph_is_a_dag_of_real_actions_with_resource_classes(dag):
+    assert nx.is_directed_acyclic_graph(dag)
+    actions = graph.actions_of(dag)
+    assert {a.resource for a in actions if a.owner == "core" or a.owner.startswith("lib:")} == {"framework"}
+    assert {a.resource for a in actions if a.owner.startswith("sketch:")} == {"sketch"}
+    assert sum(a.kind == "archive" for a in actions) == 1
+
+
+def test_sketch_compiles_depend_on_no_stage1_action_and_links_wait_for_archives(dag):
+    compile_ino = "sketch/master_reader/master_reader.ino.cpp.o"
+    assert [dag.nodes[p]["action"].kind for p in dag.predecessors(compile_ino)] == ["preprocess"]
+    link_preds = set(dag.predecessors("sketch/master_reader/link"))
+    assert {"core/core.a", "lib/Wire/Wire.cpp.o", "lib/Wire/utility/twi.c.o", compile_ino} == link_preds
+
+
+def test_core_archive_members_are_S_then_c_then_cpp_and_made_with_gcc_ar(dag):
+    argv = dag.nodes["core/core.a"]["action"].argv
+    assert argv[0].endswith("avr-gcc-ar")
+    members = [a.rsplit("/", 1)[1] for a in argv if a.endswith(".o")]
+    kinds = [m.rsplit(".", 2)[1] for m in members]
+    assert kinds == sorted(kinds, key=["S", "c", "cpp"].index)
+    assert members[:2] == ["wiring_pulse.S.o", "WInterrupts.c.o"]
+
+
+def test_link_line_orders_sketch_then_library_objects_then_core(dag):
+    argv = dag.nodes["sketch/master_reader/link"]["action"].argv
+    objects = [a for a in argv if a.endswith((".o", ".a"))]
+    assert [o.rsplit("/", 1)[1] for o in objects] == ["master_reader.ino.cpp.o", "Wire.cpp.o", "twi.c.o", "core.a"]
+
+
+def test_plan_fuses_only_strict_chains_and_orders_dependencies_first(dag):
+    steps = plan.steps(dag)
+    position = {s.key: i for i, s in enumerate(steps)}
+    for s in steps:
+        assert all(position[d] < position[s.key] for d in s.deps)
+        assert len({a.resource for a in s.actions}) == 1
+    firmware = next(s for s in steps if s.key == "sketch:master_reader:firmware")
+    assert [a.kind for a in firmware.actions] == ["link", "eep", "hex", "size"]
+    compile_step = next(s for s in steps if s.key == "sketch:master_reader:compile")
+    assert [a.kind for a in compile_step.actions] == ["preprocess", "compile"]
+    assert compile_step.deps == ()
+    assert firmware.priority > compile_step.priority
+
+
+def test_ninja_export_has_pools_and_every_toolchain_command(dag, monkeypatch):
+    import fbuild_graph.export as export
+
+    monkeypatch.setattr(export, "preprocess", lambda main, dest: None)  # the export's only side effect
+    text = to_ninja(dag, 1, 3)
+    assert "pool framework\n  depth = 1" in text and "pool sketch\n  depth = 3" in text
+    toolchain_actions = [a for a in graph.actions_of(dag) if a.kind != "preprocess"]
+    assert text.count("\nbuild ") == len(toolchain_actions)
+    assert "avr-gcc-ar" in text and "pool = framework" in text and "pool = sketch" in text
