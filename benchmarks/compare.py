@@ -1,21 +1,24 @@
 """Compare three ways to build the same set of Arduino sketches for the uno.
 
-    python benchmarks/compare.py                          # 19 examples x 10 copies = 190 sketches, 1 repetition
-    python benchmarks/compare.py --copies 1 --loop-sample 3   # quick smoke run (~30 s)
+    python benchmarks/compare.py                                # 19 examples x 10 copies = 190 sketches
+    python benchmarks/compare.py --copies 1 --loop-sample 3     # quick smoke run, about 30 s
 
-Modes, run interleaved per repetition (A, B, C, A, B, C, ...) so a slow spell on the machine hits all
-three alike, each from a freshly deleted output folder, with the same framework/sketch job limits:
+Modes, interleaved per repetition (A, B, C, A, B, C, ...) so a slow spell on the machine hits all three
+alike, each from a freshly deleted output folder and with the same framework/sketch job limits:
 
   compile-many  one `fbuild-graph compile-many` over the whole set
   loop          one `compile-many` per sketch, one after another (today's CI pattern); with
                 --loop-sample K only the first K sketches run and the time is scaled to the full set
   ninja         `ninja` on the build.ninja that `fbuild-graph graph --format ninja` exports: the same
-                toolchain commands with no Python in the way, i.e. the floor compile-many is judged
-                against. The export runs before ninja and is timed on its own line, not in ninja's time.
+                toolchain commands with no Python in between, the floor compile-many is judged against.
+                The export (which also preprocesses the sketches) is timed on its own, not in ninja's time.
 
 Also reported: compile-many's fixed start-up (phases.tsv: import + discover + cluster start) and the
-orchestrating process's peak RSS (results.json) at 19 sketches and at the full set. Prints a table and
-writes one TSV row per run. It only reports; nothing here asserts on time.
+orchestrating process's peak RSS (results.json) at 19 sketches and at the full set; the 19-sketch value
+comes from one extra compile-many run (mode `compile-many-19`) unless --copies is 1.
+
+Prints a table and writes one TSV row per run. The TSV holds what was measured: the loop row's time is
+for the sketches it really built, not the extrapolation. Nothing here asserts on time; it only reports.
 
 The sketch set is the 19 examples of the AVR core's libraries, copied N times as `<name>_<i>/<name>_<i>.ino`.
 """
@@ -35,7 +38,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 EXAMPLES = "/usr/share/arduino/hardware/arduino/avr/libraries/*/examples/*/"
 BOARD = "uno"
@@ -51,38 +54,45 @@ class Run:
     wall: float
     startup: Optional[float] = None
     peak_rss_mb: Optional[float] = None
-    phases: Optional[dict[str, float]] = None
+    phases: Optional[dict[str, float]] = None  # seconds per phases.tsv row; `total` is its stop time
+
+
+@dataclass
+class Tools:
+    fbuild_graph: str
+    ninja: str
+    framework_jobs: int
+    sketch_jobs: int
+    workdir: Path
+
+    @property
+    def job_args(self) -> list[str]:
+        return ["--framework-jobs", str(self.framework_jobs), "--sketch-jobs", str(self.sketch_jobs)]
 
 
 def main() -> int:
     args = parse_args()
     cores = os.cpu_count() or 1
-    framework_jobs = args.framework_jobs or min(cores, 2)
-    sketch_jobs = args.sketch_jobs or cores
-    jobs = ["--framework-jobs", str(framework_jobs), "--sketch-jobs", str(sketch_jobs)]
+    # The console script beside this interpreter, so a pyenv or venv shim's start-up is not timed.
     tool = shutil.which("fbuild-graph", path=os.path.dirname(sys.executable)) or shutil.which("fbuild-graph")
     ninja = shutil.which("ninja")
     if not tool or not ninja:
         sys.exit("compare.py: needs `fbuild-graph` (pip install -e .) and `ninja` on PATH")
-
-    workdir = Path(args.workdir).resolve()
-    sketches = make_sketch_set(workdir / "sketches", args.copies)
+    tools = Tools(tool, ninja, args.framework_jobs or min(cores, 2), args.sketch_jobs or cores,
+                  Path(args.workdir).resolve())
+    sketches = make_sketch_set(tools.workdir / "sketches", args.copies)
     sample = min(args.loop_sample or len(sketches), len(sketches))
-    print(f"machine: {cores} cores, {platform.platform()}, load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"python {platform.python_version()}, {subprocess.run([ninja, '--version'], capture_output=True, text=True).stdout.strip()} "
-          f"(ninja), {tool}")
-    print(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"{len(sketches)} sketches ({args.copies} x 19), {args.reps} repetition(s), framework jobs {framework_jobs}, "
-          f"sketch jobs {sketch_jobs}, work dir {workdir}\n", flush=True)
+    print_machine(tools, cores)
+    print(f"{len(sketches)} sketches ({args.copies} x 19), {args.reps} repetition(s), framework jobs "
+          f"{tools.framework_jobs}, sketch jobs {tools.sketch_jobs}, work dir {tools.workdir}\n", flush=True)
 
     runs: list[Run] = []
     for rep in range(1, args.reps + 1):
-        runs.append(compile_many(tool, jobs, sketches, workdir, "compile-many", rep))
-        runs.append(loop(tool, jobs, sketches[:sample], workdir, rep))
-        export, built = ninja_build(tool, ninja, framework_jobs + sketch_jobs, jobs, sketches, workdir, rep)
-        runs += [export, built]
+        runs.append(compile_many(tools, sketches, "compile-many", rep))
+        runs.append(loop(tools, sketches[:sample], rep))
+        runs += ninja_build(tools, sketches, rep)
     if args.copies > 1:
-        runs.append(compile_many(tool, jobs, sketches[:19], workdir, "compile-many-19", 1))
+        runs.append(compile_many(tools, sketches[:19], "compile-many-19", 1))
 
     report(runs, len(sketches), sample)
     write_tsv(Path(args.tsv), runs)
@@ -100,12 +110,20 @@ def parse_args() -> argparse.Namespace:
                    help="loop mode builds only the first K sketches and scales the time up (default 0 = all)")
     p.add_argument("--tsv", default=str(Path(__file__).resolve().parent / "results" / "compare.tsv"),
                    help="TSV of every run (default benchmarks/results/compare.tsv)")
-    p.add_argument("--workdir", default=os.path.join("/tmp", "fbuild-graph-compare"),
-                   help="sketch copies and build outputs go here (default /tmp/fbuild-graph-compare)")
+    p.add_argument("--workdir", default="/tmp/fbuild-graph-compare",
+                   help="sketch copies and build outputs go here; it is overwritten (default %(default)s)")
     args = p.parse_args()
-    if min(args.copies, args.reps) < 1 or args.loop_sample < 0:
-        p.error("--copies and --reps must be at least 1, --loop-sample at least 0")
+    if min(args.copies, args.reps, args.framework_jobs or 1, args.sketch_jobs or 1) < 1 or args.loop_sample < 0:
+        p.error("--copies, --reps and the job limits must be at least 1, --loop-sample at least 0")
     return args
+
+
+def print_machine(tools: Tools, cores: int) -> None:
+    ninja_version = subprocess.run([tools.ninja, "--version"], capture_output=True, text=True).stdout.strip()
+    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {cores} cores, {platform.platform()}, load average {load}")
+    print(f"python {platform.python_version()}, ninja {ninja_version}, {tools.fbuild_graph}")
+    print(f"date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
 
 
 def make_sketch_set(root: Path, copies: int) -> list[Path]:
@@ -125,49 +143,51 @@ def make_sketch_set(root: Path, copies: int) -> list[Path]:
     return made
 
 
-def compile_many(tool: str, jobs: list[str], sketches: list[Path], workdir: Path, mode: str, rep: int) -> Run:
-    out = workdir / "out" / mode
+def compile_many(tools: Tools, sketches: list[Path], mode: str, rep: int) -> Run:
+    out = tools.workdir / "out" / mode
     shutil.rmtree(out, ignore_errors=True)
-    wall = timed([tool, "compile-many", "--board", BOARD, *jobs, "-o", str(out), *map(str, sketches)],
-                 log=workdir / "logs" / f"{mode}-{rep}.log")
+    wall = timed([tools.fbuild_graph, "compile-many", "--board", BOARD, *tools.job_args, "-o", str(out),
+                  *map(str, sketches)], log=tools.workdir / "logs" / f"{mode}-{rep}.log")
     return read_outputs(out, mode, rep, len(sketches), wall)
 
 
-def loop(tool: str, jobs: list[str], sketches: list[Path], workdir: Path, rep: int) -> Run:
+def loop(tools: Tools, sketches: list[Path], rep: int) -> Run:
     """One invocation per sketch, each into its own output folder, as a CI matrix or shell loop does."""
-    out = workdir / "out" / "loop"
+    out = tools.workdir / "out" / "loop"
     shutil.rmtree(out, ignore_errors=True)
     done = []
     for sketch in sketches:
-        wall = timed([tool, "compile-many", "--board", BOARD, *jobs, "-o", str(out / sketch.name), str(sketch)],
-                     log=workdir / "logs" / f"loop-{rep}-{sketch.name}.log")
+        wall = timed([tools.fbuild_graph, "compile-many", "--board", BOARD, *tools.job_args,
+                      "-o", str(out / sketch.name), str(sketch)],
+                     log=tools.workdir / "logs" / f"loop-{rep}-{sketch.name}.log")
         done.append(read_outputs(out / sketch.name, "loop", rep, 1, wall))
-    return Run("loop", rep, len(done), sum(r.wall for r in done),
-               startup=statistics.median(r.startup for r in done),
+    return Run("loop", rep, len(done), sum(r.wall for r in done), startup=statistics.median(r.startup for r in done),
                peak_rss_mb=max(r.peak_rss_mb for r in done))
 
 
-def ninja_build(tool: str, ninja: str, total_jobs: int, jobs: list[str], sketches: list[Path], workdir: Path,
-                rep: int) -> tuple[Run, Run]:
-    out = workdir / "out" / "ninja"
-    build_file = workdir / "ninja" / "build.ninja"
+def ninja_build(tools: Tools, sketches: list[Path], rep: int) -> list[Run]:
+    out = tools.workdir / "out" / "ninja"
+    build_file = tools.workdir / "ninja" / "build.ninja"
     for folder in (out, build_file.parent):
         shutil.rmtree(folder, ignore_errors=True)
     build_file.parent.mkdir(parents=True)
-    export = timed([tool, "graph", "--format", "ninja", "--board", BOARD, *jobs, "-o", str(out), *map(str, sketches)],
-                   log=workdir / "logs" / f"ninja-export-{rep}.log", stdout=build_file)
-    # -j F+S so that only the pools limit ninja, as only the two worker pools limit compile-many. Run
-    # from the build file's folder so ninja's own .ninja_log starts empty with it.
-    log = workdir / "logs" / f"ninja-{rep}.log"
-    wall = timed([ninja, "-f", str(build_file), "-j", str(total_jobs)], log=log, cwd=build_file.parent)
+    export = timed([tools.fbuild_graph, "graph", "--format", "ninja", "--board", BOARD, *tools.job_args,
+                    "-o", str(out), *map(str, sketches)],
+                   log=tools.workdir / "logs" / f"ninja-export-{rep}.log", stdout=build_file)
+    log = tools.workdir / "logs" / f"ninja-{rep}.log"
+    # -j F+S so that only the two pools limit ninja, as only the two worker pools limit compile-many. Run
+    # in the build file's (fresh) folder so ninja's .ninja_log starts empty too.
+    wall = timed([tools.ninja, "-f", str(build_file), "-j", str(tools.framework_jobs + tools.sketch_jobs)],
+                 log=log, cwd=build_file.parent)
+    # ninja only says its commands succeeded; a firmware per sketch shows the export left none out.
     hexes = glob.glob(str(out / "sketches" / "*" / "**" / "*.hex"), recursive=True)
     if len(hexes) != len(sketches):
         sys.exit(f"compare.py: ninja made {len(hexes)} .hex files for {len(sketches)} sketches under {out}; see {log}")
-    return Run("ninja-export", rep, len(sketches), export), Run("ninja", rep, len(sketches), wall)
+    return [Run("ninja-export", rep, len(sketches), export), Run("ninja", rep, len(sketches), wall)]
 
 
 def timed(argv: list[str], log: Path, stdout: Optional[Path] = None, cwd: Optional[Path] = None) -> float:
-    """Wall seconds of one command; exits with the log's tail if it fails."""
+    """Wall seconds of one command; exits with the log's tail if the command fails."""
     log.parent.mkdir(parents=True, exist_ok=True)
     # Output goes to files, never to a pipe we read, so no mode pays for the benchmark's reading speed.
     with open(log, "w") as err, open(stdout or os.devnull, "w") as captured:
@@ -185,26 +205,25 @@ def read_outputs(out: Path, mode: str, rep: int, expected: int, wall: float) -> 
     if results["exit_code"] != 0 or bad or len(results["sketches"]) != expected:
         sys.exit(f"compare.py: {mode} rep {rep}: exit code {results['exit_code']}, {len(results['sketches'])} of "
                  f"{expected} sketches reported, not ok: {', '.join(bad) or 'none'}; see {out}")
-    rows = [line.split("\t") for line in (out / "phases.tsv").read_text().splitlines()]
-    columns = rows[0]
-    stops = {row[0]: float(row[columns.index("stop")]) for row in rows[1:]}
-    phases = {row[0]: float(row[columns.index("seconds")]) for row in rows[1:]}
-    phases["total"] = stops["total"]
-    return Run(mode, rep, expected, wall, startup=stops["cluster_start"], peak_rss_mb=results["peak_rss_mb"],
-               phases=phases)
+    header, *rows = [line.split("\t") for line in (out / "phases.tsv").read_text().splitlines()]
+    stop, seconds = header.index("stop"), header.index("seconds")
+    phases = {row[0]: float(row[seconds]) for row in rows}
+    phases["total"] = next(float(row[stop]) for row in rows if row[0] == "total")
+    startup = next(float(row[stop]) for row in rows if row[0] == "cluster_start")
+    return Run(mode, rep, expected, wall, startup=startup, peak_rss_mb=results["peak_rss_mb"], phases=phases)
 
 
 def report(runs: list[Run], total: int, sample: int) -> None:
-    def median(mode: str, value=lambda r: r.wall) -> float:
+    def median(mode: str, value: Callable[[Run], float] = lambda r: r.wall) -> float:
         return statistics.median(value(r) for r in runs if r.mode == mode)
 
-    scale = total / sample
-    walls = {"compile-many": median("compile-many"), "loop": median("loop") * scale, "ninja": median("ninja")}
+    walls = {"compile-many": median("compile-many"), "loop": median("loop") * total / sample, "ninja": median("ninja")}
     extrapolated = f"extrapolated from {sample} of {total} sketches" if sample < total else ""
     print(f"{'mode':<14}{'sketches':>9}{'median s':>11}{'vs ninja':>10}{'vs compile-many':>17}")
     for mode, wall in walls.items():
         note = f"  ({extrapolated})" if mode == "loop" and extrapolated else ""
-        print(f"{mode:<14}{total:>9}{wall:>11.2f}{wall / walls['ninja']:>9.2f}x{wall / walls['compile-many']:>16.2f}x{note}")
+        print(f"{mode:<14}{total:>9}{wall:>11.2f}{wall / walls['ninja']:>9.2f}x"
+              f"{wall / walls['compile-many']:>16.2f}x{note}")
     print(f"ninja export (graph --format ninja, not in ninja's time) = {median('ninja-export'):.2f} s\n")
 
     print(f"compile-many / ninja = {walls['compile-many'] / walls['ninja']:.2f}x (target <= 1.05)")
@@ -213,25 +232,23 @@ def report(runs: list[Run], total: int, sample: int) -> None:
     parts = {name: median("compile-many", lambda r: r.phases[name]) for name in STARTUP_PHASES}
     print(f"fixed start-up = {median('compile-many', lambda r: r.startup):.2f} s (target < 0.7; import "
           f"{parts['import']:.2f}, discover {parts['discover']:.2f}, cluster start {parts['cluster_start']:.2f})")
-    # phases.tsv starts its clock when fbuild_graph.cli is imported, so the interpreter's own start-up,
-    # the result files written after `total`, and process exit only show as the difference to the wall time.
+    # phases.tsv's clock starts when fbuild_graph.cli is imported and stops before the result files are
+    # written, so interpreter start-up, writing results and process exit show only against the wall time.
     outside = median("compile-many", lambda r: r.wall - r.phases["total"])
-    print(f"outside phases.tsv (interpreter start, results writing, exit) = {outside:.2f} s")
+    print(f"outside phases.tsv (interpreter start, writing results, exit) = {outside:.2f} s")
     full = median("compile-many", lambda r: r.peak_rss_mb)
     small = [r.peak_rss_mb for r in runs if r.mode == "compile-many-19"]
-    sizes = f"19 sketches {small[0]:.0f} MB, {total} sketches {full:.0f} MB" if small else f"{total} sketches {full:.0f} MB"
-    print(f"peak RSS: {sizes}")
+    sizes = f"19 sketches {small[0]:.0f} MB, " if small else ""
+    print(f"peak RSS: {sizes}{total} sketches {full:.0f} MB")
 
 
 def write_tsv(path: Path, runs: list[Run]) -> None:
-    """Raw measurements: the loop row holds the time of the sketches it really built, not the extrapolation."""
     def cell(value) -> str:
         return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(TSV_COLUMNS)]
-    lines += ["\t".join(cell(v) for v in (r.mode, r.rep, r.sketches, r.wall, r.startup, r.peak_rss_mb)) for r in runs]
-    path.write_text("\n".join(lines) + "\n")
+    rows = [TSV_COLUMNS, *((r.mode, r.rep, r.sketches, r.wall, r.startup, r.peak_rss_mb) for r in runs)]
+    path.write_text("".join("\t".join(cell(v) for v in row) + "\n" for row in rows))
 
 
 def tail(path: Path, lines: int = 20) -> str:
