@@ -18,7 +18,6 @@ from typing import Optional
 
 from .model import Action, ActionRecord, Artifact, StepResult
 from .plan import Step
-from .preprocess import preprocess
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
@@ -58,7 +57,10 @@ def run_action(action: Action) -> ActionRecord:
 
 
 def _preprocess(action: Action) -> tuple[int, str]:
-    # In-process: a Python start-up per sketch would cost more than the preprocessing itself.
+    # In-process: a Python start-up per sketch would cost more than the preprocessing itself. Imported
+    # here, not at the top, to keep the C++ parser off the client's start-up path.
+    from .preprocess import preprocess
+
     try:
         preprocess(action.argv[3], action.argv[4])
         return 0, ""

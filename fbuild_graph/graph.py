@@ -15,10 +15,9 @@ from typing import Iterable, Mapping, Sequence
 import networkx as nx
 
 from . import recipes
-from .layout import Layout
+from .layout import Layout, merged_name
 from .libraries import Discovery
 from .model import FRAMEWORK, SKETCH, Action, Board, Library, Sketch
-from .preprocess import merged_name
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 CORE = "core"

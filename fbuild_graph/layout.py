@@ -47,3 +47,8 @@ class Layout:
 
     def file(self, name: str) -> str:
         return os.path.join(self.out, name)
+
+
+def merged_name(sketch_name: str) -> str:
+    """The merged sketch source, named as arduino-builder names it."""
+    return f"{sketch_name}.ino.cpp"

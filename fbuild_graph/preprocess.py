@@ -14,11 +14,8 @@ import sys
 from pathlib import Path
 
 from . import sketch as sketches
+from .layout import merged_name
 from .prototypes import add_prototypes
-
-
-def merged_name(name: str) -> str:
-    return f"{name}.ino.cpp"
 
 
 def merge(inos: tuple[str, ...]) -> str:
