@@ -72,8 +72,8 @@ def _check_resources(client, scheduler: str) -> None:
     missing = [name for name in (FRAMEWORK, SKETCH) if name not in offered]
     if missing:
         raise FbuildError(
-            f"no worker of {scheduler} offers the {' and '.join(missing)} resource; start workers with "
-            f"`dask worker {scheduler} --resources framework=2,sketch=2`"
+            f"no worker of {scheduler} offers the {' and '.join(missing)} resource; start one worker per class: "
+            f"`dask worker {scheduler} --nthreads 2 --resources framework=2` and the same with sketch=2"
         )
 
 
