@@ -102,20 +102,29 @@ def main() -> int:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--copies", type=int, default=10, help="copies of the 19 example sketches (default 10 = 190)")
-    p.add_argument("--reps", type=int, default=1, help="repetitions of each mode; the table shows medians")
-    p.add_argument("--framework-jobs", type=int, help="stage-1 job limit (default min(cores, 2))")
-    p.add_argument("--sketch-jobs", type=int, help="stage-2 job limit (default cores)")
-    p.add_argument("--loop-sample", type=int, default=0,
+    p.add_argument("--copies", type=at_least(1), default=10,
+                   help="copies of the 19 example sketches (default 10 = 190)")
+    p.add_argument("--reps", type=at_least(1), default=1, help="repetitions of each mode; the table shows medians")
+    p.add_argument("--framework-jobs", type=at_least(1), help="stage-1 job limit (default min(cores, 2))")
+    p.add_argument("--sketch-jobs", type=at_least(1), help="stage-2 job limit (default cores)")
+    p.add_argument("--loop-sample", type=at_least(0), default=0,
                    help="loop mode builds only the first K sketches and scales the time up (default 0 = all)")
     p.add_argument("--tsv", default=str(Path(__file__).resolve().parent / "results" / "compare.tsv"),
                    help="TSV of every run (default benchmarks/results/compare.tsv)")
     p.add_argument("--workdir", default="/tmp/fbuild-graph-compare",
                    help="sketch copies and build outputs go here; it is overwritten (default %(default)s)")
-    args = p.parse_args()
-    if min(args.copies, args.reps, args.framework_jobs or 1, args.sketch_jobs or 1) < 1 or args.loop_sample < 0:
-        p.error("--copies, --reps and the job limits must be at least 1, --loop-sample at least 0")
-    return args
+    return p.parse_args()
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type by it: "invalid whole number value: 'x'"
+    return parse
 
 
 def print_machine(tools: Tools, cores: int) -> None:

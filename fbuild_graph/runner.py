@@ -54,7 +54,7 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         SKETCH: {"cls": Worker, "options": {"nthreads": sketch_jobs, "resources": {SKETCH: sketch_jobs},
                                             "name": SKETCH}},
     }
-    spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}, workers=workers,
+    spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": None}}, workers=workers,
                        asynchronous=False, name="fbuild-graph")
     client = Client(spec)
     try:
