@@ -153,7 +153,8 @@ def _clear_outputs(sketch_dir: str) -> None:
     os.makedirs(sketch_dir, exist_ok=True)
 
 
-def print_table(report: BuildReport, out=sys.stdout) -> None:
+def print_table(report: BuildReport) -> None:
+    out = sys.stdout
     out.write(results.format_table(report.sketches))
     ok = sum(r.status == "ok" for r in report.sketches)
     total = next(p.seconds for p in report.phases if p.name == "total")
