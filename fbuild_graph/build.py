@@ -93,7 +93,6 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     begin = time.time() - t0
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
-    runner.preload()
     prepared = prepare(config)
     for line in prepared.notes:
         progress(line)

@@ -12,9 +12,7 @@ SpecCluster, with two worker specs.)
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
-import threading
 import uuid
 from typing import Callable, Optional, Sequence
 
@@ -22,12 +20,6 @@ from .errors import FbuildError
 from .execute import kill_running, run_step
 from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
 from .plan import Step
-
-
-def preload() -> None:
-    """Start importing distributed (~0.5 s) in the background while discovery runs: discovery mostly waits
-    on the filesystem and on compiler probes, so the import's cost mostly disappears from start-up."""
-    threading.Thread(target=importlib.import_module, args=("distributed",), daemon=True).start()
 
 
 LOCAL_CLUSTER_CONFIG = {
