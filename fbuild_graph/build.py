@@ -97,7 +97,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     for line in prepared.notes:
         progress(line)
     layout = prepared.layout
-    steps = plan.steps(prepared.graph)
+    steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs)
     for sk in prepared.sketches:
         _clear_outputs(layout.sketch_dir(sk.id))
     phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]

@@ -143,5 +143,14 @@ def _note(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def run() -> None:
+    """The console entry point. Exits without interpreter teardown, which after a Dask cluster costs ~0.4 s
+    of CPU and does nothing for us: every file is closed and every tool has exited by then."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -114,7 +114,7 @@ def sketch_actions(
         yield _compile(props, src, obj, include_dirs, key=f"sketch/{sk.id}/{rel}.o", owner=owner, resource=SKETCH, step=step)
     archive = os.path.join(layout.core_dir, "core.a")
     elf = os.path.join(build, f"{recipes.PROJECT_NAME}.elf")
-    firmware = f"sketch:{sk.id}:firmware"
+    firmware = firmware_step(owner)
     all_objects = [*objects, *link_objects]
     yield Action(key=f"sketch/{sk.id}/link", kind="link", owner=owner, resource=SKETCH, step=firmware,
                  argv=recipes.link_argv(props, build, all_objects, archive), inputs=(*all_objects, archive), outputs=(elf,))
@@ -125,6 +125,11 @@ def sketch_actions(
                          inputs=(elf,), outputs=(os.path.join(build, f"{recipes.PROJECT_NAME}.{which}"),))
     yield Action(key=f"sketch/{sk.id}/size", kind="size", owner=owner, resource=SKETCH, step=firmware,
                  argv=recipes.size_argv(props, build), inputs=(elf,), outputs=(), stdout_path=os.path.join(build, "size.txt"))
+
+
+def firmware_step(owner: str) -> str:
+    """The step of a sketch's link, objcopy and size actions."""
+    return f"{owner}:firmware"
 
 
 def _compile(props, src, obj, include_dirs, *, key, owner, resource, step) -> Action:

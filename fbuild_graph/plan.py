@@ -1,9 +1,12 @@
 """From the action DAG to steps: the units Dask schedules. Pure.
 
-A step is one Dask task running one or more actions in order. Most steps hold one action. A sketch's
-preprocessing and the compile of its merged `.ino.cpp` share a step, and so do its link, objcopy and
-size: those chains are strictly sequential, and at ~1-3 ms of scheduling overhead per Dask task the
-saving is worth it at hundreds of sketches. The DAG and `tasks.tsv` still show every action.
+A step is one Dask task running one or more actions in order. In-process, a Dask task costs ~5-10 ms of
+CPU (measured), CPU the compilers on the same cores want; so steps are as coarse as the schedule allows:
+- a sketch's link, objcopy and size always share a step (a strict chain);
+- a sketch's preprocessing and TU compiles get a step of their own only for the sketches that can
+  compile while stage 1 is still running (the overlap window); the others' compiles join their firmware
+  step, since they could not start earlier anyway.
+The DAG and `tasks.tsv` still show every action.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 from attrs import frozen
 import networkx as nx
 
-from .graph import actions_of
-from .model import FRAMEWORK, Action
+from .graph import actions_of, firmware_step
+from .model import FRAMEWORK, SKETCH, Action
 
 # Dask runs higher priorities first among ready tasks on a worker: finishing a sketch whose archives are
 # ready beats starting another sketch's compile, so results stream out steadily.
@@ -29,20 +32,28 @@ class Step:
     priority: int
 
 
-def steps(graph: nx.DiGraph) -> list[Step]:
+def steps(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> list[Step]:
     """Steps in a topological order: every step comes after the steps it depends on."""
+    actions = actions_of(graph)
+    early = overlap_window(sum(a.resource == FRAMEWORK for a in actions), framework_jobs, sketch_jobs)
+    early_sketches: set[str] = set()
     grouped: dict[str, list[Action]] = {}
-    for action in actions_of(graph):
-        grouped.setdefault(action.step, []).append(action)
+    for action in actions:
+        key = action.step
+        if action.resource == SKETCH and action.kind in ("preprocess", "compile"):
+            if action.owner not in early_sketches and len(early_sketches) < early:
+                early_sketches.add(action.owner)
+            if action.owner not in early_sketches:
+                key = firmware_step(action.owner)
+        grouped.setdefault(key, []).append(action)
+    step_of = {a.key: key for key, group in grouped.items() for a in group}
     step_graph = nx.DiGraph()
     step_graph.add_nodes_from(grouped)
-    for key, actions in grouped.items():
-        for action in actions:
+    for key, group in grouped.items():
+        for action in group:
             for pred in graph.predecessors(action.key):
-                dep = graph.nodes[pred]["action"].step
-                if dep != key:
-                    step_graph.add_edge(dep, key)
-    order = list(nx.lexicographical_topological_sort(step_graph))
+                if step_of[pred] != key:
+                    step_graph.add_edge(step_of[pred], key)
     return [
         Step(
             key=key,
@@ -52,8 +63,14 @@ def steps(graph: nx.DiGraph) -> list[Step]:
             deps=tuple(sorted(step_graph.predecessors(key))),
             priority=_priority(grouped[key]),
         )
-        for key in order
+        for key in nx.lexicographical_topological_sort(step_graph)
     ]
+
+
+def overlap_window(stage1_actions: int, framework_jobs: int, sketch_jobs: int) -> int:
+    """How many sketches can compile while stage 1 runs: stage 1 takes about ceil(actions / jobs) rounds of
+    one TU compile each, and each sketch slot compiles about one sketch per round."""
+    return sketch_jobs * -(-stage1_actions // framework_jobs)
 
 
 def _priority(actions: list[Action]) -> int:

@@ -162,7 +162,7 @@ def test_link_line_orders_sketch_then_library_objects_then_core(dag):
 
 
 def test_plan_fuses_only_strict_chains_and_orders_dependencies_first(dag):
-    steps = plan.steps(dag)
+    steps = plan.steps(dag, framework_jobs=2, sketch_jobs=100)
     position = {s.key: i for i, s in enumerate(steps)}
     for s in steps:
         assert all(position[d] < position[s.key] for d in s.deps)
@@ -173,6 +173,21 @@ def test_plan_fuses_only_strict_chains_and_orders_dependencies_first(dag):
     assert [a.kind for a in compile_step.actions] == ["preprocess", "compile"]
     assert compile_step.deps == ()
     assert firmware.priority > compile_step.priority
+
+
+def test_compiles_outside_the_overlap_window_join_their_firmware_step(dag):
+    stage1 = sum(a.resource == "framework" for a in graph.actions_of(dag))
+    assert plan.overlap_window(stage1, 2, 1) == -(-stage1 // 2)
+    sketches = {a.owner for a in graph.actions_of(dag) if a.owner.startswith("sketch:")}
+    steps = plan.steps(dag, framework_jobs=stage1, sketch_jobs=2)  # a window of two sketches
+    separate = {s.owner for s in steps if s.key.endswith(":compile")}
+    assert len(separate) == 2
+    for owner in sketches - separate:
+        firmware = next(s for s in steps if s.key == f"{owner}:firmware")
+        kinds = [a.kind for a in firmware.actions]
+        assert kinds[0] == "preprocess" and kinds[-4:] == ["link", "eep", "hex", "size"]
+        assert firmware.deps and all(not d.startswith(owner) for d in firmware.deps)
+    assert len({a.key for s in steps for a in s.actions}) == dag.number_of_nodes()
 
 
 def test_ninja_export_has_pools_and_every_toolchain_command(dag, monkeypatch):
