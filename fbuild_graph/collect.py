@@ -12,6 +12,8 @@ import re
 from collections import defaultdict
 from typing import Callable, Mapping, Optional, Sequence
 
+from attrs import evolve
+
 from . import recipes, results
 from .layout import Layout
 from .model import ActionRecord, Board, Sketch, SketchResult, StepResult
@@ -46,7 +48,9 @@ class Collector:
     def on_result(self, result: StepResult) -> bool:
         """Returns False when the build must stop (the core failed: nothing can link)."""
         self.records[result.owner].extend(result.records)
-        self.all_records.extend(result.records)
+        # tasks.tsv needs timings, not command lines and output (those go to the logs and are dropped), so
+        # memory grows with the sketch count by a small record per action only.
+        self.all_records.extend(evolve(r, command="", output="") for r in result.records)
         if result.blocked_by:
             self.blocked_by.setdefault(result.owner, result.blocked_by)
         elif not result.ok:
