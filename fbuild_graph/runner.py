@@ -21,7 +21,9 @@ from .execute import kill_running, run_step
 from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
 from .plan import Step
 
-
+# For the in-process cluster only. Each costs CPU that the compilers on the same cores want and buys nothing
+# here: work stealing (one worker per class: nothing to steal), the statistical profiler (samples every
+# thread's stack every 10 ms), psutil polling, a 20 ms event-loop health tick.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.scheduler.work-stealing": False,
     "distributed.worker.profile.enabled": False,
@@ -49,11 +51,8 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         finally:
             client.close()
         return
-    # Everything below costs CPU that the compilers on this same machine want, and buys nothing here: the
-    # in-process transport instead of serializing over TCP; no work stealing (one worker per class, nothing
-    # to steal); no statistical profiler sampling every thread's stack every 10 ms; no psutil polling;
-    # a slow event-loop health tick.
     dask.config.set(LOCAL_CLUSTER_CONFIG)
+    # The in-process transport: messages between client, scheduler and workers are not serialized.
     workers = {
         name: {"cls": Worker, "options": {"nthreads": jobs, "resources": {name: jobs}, "name": name,
                                           "protocol": "inproc"}}
@@ -95,12 +94,13 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool]) 
             run_step, step, *deps, key=f"{step.key}#{run_id}", resources={step.resource: 1},
             priority=step.priority, pure=False,
         )
+    owners = {future.key: step.owner for step, future in zip(steps, futures.values())}
     done = as_completed(list(futures.values()))
     # Drop our references as results arrive, so finished results do not pile up in memory.
     futures.clear()
     try:
         for future in done:
-            result = _result(future)
+            result = _result(future, owners.pop(future.key))
             future.release()
             if not on_result(result):
                 break
@@ -111,21 +111,11 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool]) 
             kill_running()
 
 
-def _result(future) -> StepResult:
+def _result(future, owner: str) -> StepResult:
     try:
         return future.result()
-    except Exception as exc:  # a worker lost for good, or a bug in a task: report it on the step
-        return _failed(str(future.key).rsplit("#", 1)[0], exc)
-
-
-def _failed(key: str, exc: BaseException) -> StepResult:
-    owner = _owner_of(key)
-    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status="failed",
-                          output=f"task {key} raised {type(exc).__name__}: {exc}\n")
-    return StepResult(step=key, owner=owner, ok=False, records=(record,))
-
-
-def _owner_of(step_key: str) -> str:
-    """`sketch:ID:what` -> `sketch:ID`; `lib:NAME:file` -> `lib:NAME`; `core:...` -> `core`."""
-    kind, _, rest = step_key.partition(":")
-    return "core" if kind == "core" else f"{kind}:{rest.split(':', 1)[0]}"
+    except Exception as exc:  # a worker lost for good, or a bug in a task: the step failed, the build goes on
+        key = str(future.key).rsplit("#", 1)[0]
+        record = ActionRecord(key=key, kind="task", owner=owner, resource="", status="failed",
+                              output=f"task {key} raised {type(exc).__name__}: {exc}\n")
+        return StepResult(step=key, owner=owner, ok=False, records=(record,))

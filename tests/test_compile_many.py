@@ -210,3 +210,22 @@ def test_an_interrupted_build_keeps_finished_results_and_leaves_no_compiler(tmp_
         assert json.loads(Path(s["out_dir"], "result.json").read_text())["status"] == s["status"]
     leftovers = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
     assert leftovers == ""
+
+
+def test_a_task_that_raises_fails_only_its_own_sketch(tmp_path):
+    from conftest import TEST_SKETCHES, run_cli
+
+    out = tmp_path / "out"
+    # A file where multi_file's build folder goes: creating folders under it raises inside the Dask task.
+    (out / "sketches" / "multi_file").mkdir(parents=True)
+    (out / "sketches" / "multi_file" / "build").write_text("in the way")
+    proc = run_cli("compile-many", "--board", "uno", "-o", str(out), str(TEST_SKETCHES / "multi_file"),
+                   str(TEST_SKETCHES / "dup_a" / "Basic"))
+    import json
+
+    report = json.loads((out / "results.json").read_text())
+    by_id = {s["id"]: s for s in report["sketches"]}
+    assert proc.returncode == 1, proc.stderr
+    assert by_id["Basic"]["status"] == "ok"
+    assert by_id["multi_file"]["status"] == "failed"
+    assert "NotADirectoryError" in by_id["multi_file"]["error"] or "FileExistsError" in by_id["multi_file"]["error"]
