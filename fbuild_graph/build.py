@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import sys
 import time
 from typing import Callable, Optional
@@ -19,7 +18,7 @@ from . import board as boards
 from . import fingerprint, libraries, plan, results, runner, toolchain
 from . import graph as graphs
 from . import sketch as sketches
-from .collect import FIRMWARE_FILES, Collector
+from .collect import Collector
 from .errors import FbuildError
 from .layout import Layout
 from .model import FRAMEWORK, SKETCH, Board, BuildReport, Phase
@@ -98,8 +97,6 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         progress(line)
     layout = prepared.layout
     steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs)
-    for sk in prepared.sketches:
-        _clear_outputs(layout.sketch_dir(sk.id))
     phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
     collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
                           prepared.discovery.unresolved, t0, progress)
@@ -139,17 +136,6 @@ def _stage_phases(collector: Collector, t0: float, key: str) -> list[Phase]:
             spans.append(Phase(name, min(r.start for r in ran) - t0, max(r.stop for r in ran) - t0,
                                cache_key=key if resource_class == FRAMEWORK else ""))
     return spans
-
-
-def _clear_outputs(sketch_dir: str) -> None:
-    """A sketch's previous firmware and result must not outlive this build's attempt at it."""
-    for name in (*FIRMWARE_FILES, "result.json", "build.log"):
-        try:
-            os.remove(os.path.join(sketch_dir, name))
-        except FileNotFoundError:
-            pass
-    shutil.rmtree(os.path.join(sketch_dir, "build"), ignore_errors=True)
-    os.makedirs(sketch_dir, exist_ok=True)
 
 
 def print_table(report: BuildReport) -> None:

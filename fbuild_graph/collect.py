@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections import defaultdict
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -16,7 +17,7 @@ from attrs import evolve
 
 from . import recipes, results
 from .layout import Layout
-from .model import ActionRecord, Board, Sketch, SketchResult, StepResult
+from .model import OK_STATUSES, ActionRecord, Board, Sketch, SketchResult, StepResult
 from .plan import Step
 
 FIRMWARE_FILES = tuple(f"{recipes.PROJECT_NAME}.{ext}" for ext in ("elf", "hex", "eep"))
@@ -77,10 +78,12 @@ class Collector:
         log = self.layout.sketch_log(sk.id)
         error = self._error(sk, owner)
         size = next((recipes.parse_size(self.board.properties, r.output) for r in records
-                     if r.kind == "size" and r.status == "ok"), None)
+                     if r.kind == "size" and r.status in OK_STATUSES), None)
         flash_max, ram_max = self.board.flash_max, self.board.ram_max
         if error is None and size is not None:
             error = _size_error(size, flash_max, ram_max)
+        if error:
+            self._withdraw(sk)
         published = () if error else self._publish(sk)
         header = _log_header(sk, self.libraries_of.get(sk.id, ()), self.layout)
         results.write_atomic(log, results.format_log(records, header) + (f"# error: {error}\n" if error else ""))
@@ -112,13 +115,29 @@ class Collector:
         return None
 
     def _publish(self, sk: Sketch) -> tuple[str, ...]:
+        """Hard-link (or copy) the firmware into the sketch's folder, each file replaced atomically. The
+        build folder keeps its own link, so an unchanged sketch is up to date next time."""
         build, final = self.layout.sketch_build_dir(sk.id), self.layout.sketch_dir(sk.id)
         published = []
         for name in FIRMWARE_FILES:
-            if os.path.isfile(os.path.join(build, name)):
-                os.replace(os.path.join(build, name), os.path.join(final, name))
+            source = os.path.join(build, name)
+            if os.path.isfile(source):
+                tmp = os.path.join(final, f".{name}.tmp{os.getpid()}")
+                try:
+                    os.link(source, tmp)
+                except OSError:
+                    shutil.copyfile(source, tmp)
+                os.replace(tmp, os.path.join(final, name))
                 published.append(name)
         return tuple(published)
+
+    def _withdraw(self, sk: Sketch) -> None:
+        """A sketch that did not build this time keeps no firmware from an earlier build."""
+        for name in FIRMWARE_FILES:
+            try:
+                os.remove(os.path.join(self.layout.sketch_dir(sk.id), name))
+            except FileNotFoundError:
+                pass
 
     def finish_unfinished(self, status: str, error: str) -> None:
         """Give every sketch that never finished a result (core failure or interruption), and write what
@@ -127,6 +146,7 @@ class Collector:
             results.write_atomic(self.layout.owner_log(owner), results.format_log(self.records.pop(owner)))
         for owner, sk in self.sketches.items():
             if sk.id not in self.results:
+                self._withdraw(sk)
                 log = self.layout.sketch_log(sk.id)
                 results.write_atomic(log, results.format_log(self.records.pop(owner, []),
                                                              _log_header(sk, self.libraries_of.get(sk.id, ()), self.layout))

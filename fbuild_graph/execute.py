@@ -1,13 +1,13 @@
 """Worker side: run one step's actions and report what happened. A failing tool is a result, never an
 exception, so one broken sketch cannot take a Dask task (or the build) down with it.
 
-Every action first removes its outputs: a file left by an interrupted or failed earlier run is never
-mistaken for this run's. Running compilers are tracked so an interrupted build can kill them.
+An action whose signature matches is up to date and does not run (see `signature.py`). Otherwise it first
+removes its outputs and its signature: a file left by an interrupted or failed run is never mistaken for
+this run's. Running compilers are tracked so an interrupted build can kill them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import signal
@@ -16,7 +16,8 @@ import threading
 import time
 from typing import Optional
 
-from .model import Action, ActionRecord, Artifact, StepResult
+from . import signature
+from .model import OK_STATUSES, Action, ActionRecord, Artifact, StepResult
 from .plan import Step
 
 _running: set[subprocess.Popen] = set()
@@ -31,28 +32,36 @@ def run_step(step: Step, *deps: StepResult) -> StepResult:
                           records=tuple(_record(a, "skipped") for a in step.actions))
     records: list[ActionRecord] = []
     for action in step.actions:
-        if records and records[-1].status != "ok":
+        if records and records[-1].status not in OK_STATUSES:
             records.append(_record(action, "skipped"))
             continue
         records.append(run_action(action))
-    ok = all(r.status == "ok" for r in records)
-    artifacts = tuple(Artifact(path=p, sha256=digest(p)) for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
+    ok = all(r.status in OK_STATUSES for r in records)
+    artifacts = tuple(Artifact(path=p, sha256=signature.digest(p))
+                      for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
     return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts)
 
 
 def run_action(action: Action) -> ActionRecord:
+    command = command_line(action)
+    start = time.time()
+    if signature.up_to_date(action, command):
+        output = _read(action.stdout_path) if action.stdout_path else ""
+        return _record(action, "up-to-date", start=start, stop=time.time(), returncode=0, output=output)
+    signature.forget(action)
     for path in action.outputs:
         _remove(path)
     for folder in {os.path.dirname(p) for p in (*action.outputs, action.stdout_path or "") if p}:
         os.makedirs(folder, exist_ok=True)
-    start = time.time()
     if action.kind == "preprocess":
         returncode, output = _preprocess(action)
     else:
         returncode, output = _spawn(action)
     status = "ok" if returncode == 0 else "failed"
-    if status == "ok" and action.stdout_path:
-        _write_atomic(action.stdout_path, output)
+    if status == "ok":
+        if action.stdout_path:
+            _write_atomic(action.stdout_path, output)
+        signature.record(action, command)
     return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
 
 
@@ -117,12 +126,9 @@ def _worker_name() -> str:
         return "local"
 
 
-def digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
 
 
 def _remove(path: str) -> None:

@@ -12,6 +12,8 @@ from attrs import frozen
 
 FRAMEWORK = "framework"
 SKETCH = "sketch"
+# Statuses of an action that leave its outputs good to use.
+OK_STATUSES = ("ok", "up-to-date", "cached")
 
 
 @frozen
@@ -97,8 +99,9 @@ class Artifact:
 
 @frozen
 class ActionRecord:
-    """What happened to one action. `status`: ok, failed (the tool exited non-zero or could not start),
-    skipped (an earlier action or a dependency failed) or cancelled (the build stopped first)."""
+    """What happened to one action. `status`: ok (it ran and succeeded), up-to-date (its signature matched:
+    it did not run), cached (a stage-1 output taken from the cache), failed (the tool exited non-zero or
+    could not start) or skipped (an earlier action or a dependency failed)."""
 
     key: str
     kind: str

@@ -88,8 +88,8 @@ def _sketch_of(owner: str) -> str:
 def format_log(records: Iterable[ActionRecord], header: str = "") -> str:
     parts = [header] if header else []
     for r in records:
-        if r.status == "skipped":
-            parts.append(f"# skipped: {r.key}\n")
+        if r.status in ("skipped", "up-to-date", "cached"):
+            parts.append(f"# {r.status}: {r.key}\n")
             continue
         parts.append(f"$ {r.command}\n{r.output}")
         if r.status != "ok":
