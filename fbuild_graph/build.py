@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import os
 import resource
+import tempfile
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import fingerprint, libraries, plan, results, runner, toolchain
+from . import ccache, fingerprint, libraries, plan, results, runner, toolchain
 from . import graph as graphs
 from . import sketch as sketches
 from .collect import Collector
 from .errors import FbuildError
 from .layout import Layout
-from .model import FRAMEWORK, SKETCH, Board, BuildReport, Phase
+from .cache import Cache
+from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+STAGE1 = "stage1"
 
 
 @frozen
@@ -38,6 +41,14 @@ class Config:
     framework_jobs: int = field(factory=lambda: min(os.cpu_count() or 1, 2))
     sketch_jobs: int = field(factory=lambda: os.cpu_count() or 1)
     scheduler: Optional[str] = None
+    cache_dir: Optional[str] = None
+    cache_mode: str = "rw"
+    cache_layers: tuple[str, ...] = ()
+    ccache: bool = True
+
+
+def default_cache_dir() -> str:
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fbuild-graph")
 
 
 @frozen
@@ -49,13 +60,14 @@ class Prepared:
     sketches: tuple[sketches.Sketch, ...]
     discovery: libraries.Discovery
     graph: object
-    stage1_key: str
+    units: tuple[fingerprint.Unit, ...]
     notes: tuple[str, ...]
 
 
-def prepare(config: Config) -> Prepared:
+def prepare(config: Config, compiler_cache: Optional[Callable[[str], tuple[str, ...]]] = None) -> Prepared:
     """Everything before the first tool runs. Raises FbuildError for bad input; its `notes` are for the
-    caller to say once preparation has succeeded, so bad input gets exactly one line."""
+    caller to say once preparation has succeeded, so bad input gets exactly one line. `compiler_cache`
+    gives the compile launcher for a base folder (every path under it is made relative)."""
     board = boards.resolve(config.board, config.hardware, config.build_properties)
     toolchain.check(board.properties)
     found = sketches.find(config.sketches)
@@ -69,11 +81,12 @@ def prepare(config: Config) -> Prepared:
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
-    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]))
-    source_dirs = [*filter(None, core_dirs), *(d.root for d in discovery.libraries)]
-    key = fingerprint.stage1_key(toolchain.identity(board.properties), board.fqbn, graphs.actions_of(dag), source_dirs)
-    return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag, stage1_key=key,
-                    notes=tuple(notes))
+    base_dir = os.path.commonpath([layout.out, *(sk.path for sk in found), *(lib.root for lib in discovery.libraries)])
+    launcher = compiler_cache(base_dir) if compiler_cache else ()
+    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher)
+    units = fingerprint.stage1_units(dag, board, discovery, layout, toolchain.identity(board.properties))
+    return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
+                    units=tuple(units), notes=tuple(notes))
 
 
 def _sources(folder: str) -> list[str]:
@@ -92,14 +105,50 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     begin = time.time() - t0
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
-    prepared = prepare(config)
-    for line in prepared.notes:
-        progress(line)
+    store = Cache(config.cache_dir or default_cache_dir(), mode=config.cache_mode,
+                  read_only_layers=config.cache_layers, warn=progress)
+    with tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state:
+        prepared = prepare(config, _compiler_cache(config, store, ccache_state))
+        for line in prepared.notes:
+            progress(line)
+        restored = _restore_stage1(store, prepared.units, prepared.layout)
+        phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
+        collector, exit_code = _run(config, prepared, store, restored, phases, progress, t0)
+    stage1_key, stage1_cache = fingerprint.combined_key(prepared.units), _cache_state(store, prepared.units, restored)
+    phases += _stage_phases(collector, t0, stage1_key, stage1_cache)
+    phases.append(Phase("total", 0.0, time.time() - t0))
+    ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
+    if exit_code == EXIT_OK and any(r.status != "ok" for r in ordered):
+        exit_code = EXIT_FAILED
+    report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
+                         stage1_cache=stage1_cache,
+                         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                         phases=tuple(phases), sketches=ordered)
+    out = prepared.layout.out
+    results.write_tasks(out, collector.all_records, t0)
+    results.write_phases(out, report.phases)
+    results.write_report(out, report)
+    return exit_code, report
+
+
+def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Callable[[str], tuple[str, ...]]]:
+    if not config.ccache or config.cache_mode == "off":
+        return None
+    writable, layers = store.ccache_dirs()
+    return lambda base_dir: ccache.launcher(writable, layers, base_dir, state_dir)
+
+
+def _run(config: Config, prepared: Prepared, store: Cache, restored: Mapping[str, str], phases: list[Phase],
+         progress: Callable[[str], None], t0: float) -> tuple[Collector, int]:
+    """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes."""
     layout = prepared.layout
-    steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs)
-    phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
+    steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
+    units = {u.owner: u for u in prepared.units}
     collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
-                          prepared.discovery.unresolved, t0, progress)
+                          prepared.discovery.unresolved, t0, progress,
+                          on_stage1_ok=lambda owner: store.put(STAGE1, units[owner].key, dict(units[owner].outputs)))
+    for owner, origin in restored.items():
+        collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = EXIT_OK
     try:
         start = time.time() - t0
@@ -113,28 +162,44 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         message = f"the Arduino core failed to compile: {collector.core_error}; see {layout.core_log}"
         progress(f"error: {message}")
         collector.finish_unfinished("failed", message)
-    stop = time.time() - t0
-    phases += _stage_phases(collector, t0, prepared.stage1_key)
-    phases.append(Phase("total", 0.0, stop))
-    ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
-    if exit_code == EXIT_OK and any(r.status != "ok" for r in ordered):
-        exit_code = EXIT_FAILED
-    report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=prepared.stage1_key,
-                         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                         phases=tuple(phases), sketches=ordered)
-    results.write_tasks(layout.out, collector.all_records, t0)
-    results.write_phases(layout.out, report.phases)
-    results.write_report(layout.out, report)
-    return exit_code, report
+    return collector, exit_code
 
 
-def _stage_phases(collector: Collector, t0: float, key: str) -> list[Phase]:
+def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit], layout: Layout) -> dict[str, str]:
+    """Put every cached stage-1 unit's files in place; owner -> where they came from."""
+    stage1 = os.path.join(layout.out, "stage1")
+    restored = {}
+    for unit in units:
+        hit = store.get(STAGE1, unit.key, stage1)
+        if hit is not None:
+            restored[unit.owner] = f"{hit.layer} {unit.key}"
+    return restored
+
+
+def _cached_records(graph, owner: str) -> list[ActionRecord]:
+    return [ActionRecord(key=a.key, kind=a.kind, owner=a.owner, resource=a.resource, status="cached")
+            for a in graphs.actions_of(graph) if a.owner == owner]
+
+
+def _cache_state(store: Cache, units: Sequence[fingerprint.Unit], restored: Mapping[str, str]) -> str:
+    """off, hit (every unit from the cache), miss (none) or partial (some)."""
+    if store.mode == "off" or not units:
+        return "off"
+    if len(restored) == len(units):
+        return "hit"
+    return "partial" if restored else "miss"
+
+
+def _stage_phases(collector: Collector, t0: float, key: str, cache: str) -> list[Phase]:
     spans = []
     for name, resource_class in (("stage1_archives", FRAMEWORK), ("stage2_sketches", SKETCH)):
         ran = [r for r in collector.all_records if r.resource == resource_class and r.start > 0]
-        if ran:
-            spans.append(Phase(name, min(r.start for r in ran) - t0, max(r.stop for r in ran) - t0,
-                               cache_key=key if resource_class == FRAMEWORK else ""))
+        start = min((r.start for r in ran), default=time.time()) - t0
+        stop = max((r.stop for r in ran), default=t0 + start) - t0
+        if resource_class == FRAMEWORK:
+            spans.append(Phase(name, start, stop, cache_key=key, cache=cache))
+        elif ran:
+            spans.append(Phase(name, start, stop))
     return spans
 
 

@@ -13,10 +13,14 @@ import argparse  # noqa: E402  (imports are timed as the `import` phase)
 import os
 import signal
 import sys
+import tempfile
 from typing import Optional, Sequence
 
 from . import board as boards
-from .build import Config, compile_many, prepare, print_table
+from attrs import evolve
+
+from .build import Config, compile_many, default_cache_dir, prepare, print_table
+from .cache import CACHE_MODES
 from .errors import FbuildError
 
 
@@ -42,12 +46,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _build_args(p: argparse.ArgumentParser, *, jobs: bool) -> None:
+def _cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", metavar="DIR", help="the local cache (default $XDG_CACHE_HOME/fbuild-graph)")
+
+
+def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> None:
     p.add_argument("sketches", nargs="+", metavar="SKETCH",
                    help="sketch folder, .ino file, or folder searched recursively for sketches")
     p.add_argument("--board", "-b", required=True,
                    help="short board name (uno, nano, mega, leonardo) or FQBN such as arduino:avr:mega:cpu=atmega2560")
-    p.add_argument("--out", "-o", help="output folder (default .fbuild-graph/BOARD)")
+    if out:
+        p.add_argument("--out", "-o", help="output folder (default .fbuild-graph/BOARD)")
     p.add_argument("--hardware", action="append", default=[], metavar="DIR",
                    help=f"add a hardware folder holding VENDOR/ARCH cores (default {boards.DEFAULT_HARDWARE})")
     p.add_argument("--library-dir", action="append", default=[], metavar="DIR",
@@ -62,6 +71,14 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool) -> None:
                        help=f"parallel stage-2 (sketch) actions (default cores = {cores})")
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on an existing Dask cluster; its workers' framework/sketch resources set the limits")
+        _cache_args(p)
+        p.add_argument("--cache-mode", choices=CACHE_MODES, default="rw",
+                       help="rw: read and write the local cache; ro (untrusted builds): read only, write nothing; "
+                       "off: no cache (default rw)")
+        p.add_argument("--cache-ro", action="append", default=[], metavar="PATH",
+                       help="a read-only cache layer under the local one: a baked .tar.zst bundle or a cache "
+                       "folder (repeatable; consulted in order)")
+        p.add_argument("--no-ccache", action="store_true", help="do not use ccache for compiles")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,6 +98,17 @@ def parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=("ninja", "json"), default="ninja")
     graph.add_argument("--framework-jobs", type=_positive, default=min(os.cpu_count() or 1, 2))
     graph.add_argument("--sketch-jobs", type=_positive, default=os.cpu_count() or 1)
+    cache = sub.add_parser("cache", help="see, bound and bake the build cache")
+    verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
+    prune = verbs.add_parser("prune", help="remove least recently used entries down to a size")
+    _cache_args(prune)
+    prune.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 500M or 2G")
+    bake = verbs.add_parser("bake", help="build sketches and write their cache as a read-only bundle",
+                            description="Build the sketches into a fresh cache and write it (stage-1 archives and "
+                            "compiler-cache entries) as one .tar.zst bundle, for --cache-ro on other machines.")
+    _build_args(bake, jobs=True, out=False)
+    bake.add_argument("--output", "-o", required=True, metavar="BUNDLE", help="the bundle to write (.tar.zst)")
     return top
 
 
@@ -94,9 +122,14 @@ def _config(args: argparse.Namespace) -> Config:
         extra["framework_jobs"] = args.framework_jobs
     if args.sketch_jobs:
         extra["sketch_jobs"] = args.sketch_jobs
-    return Config(board=args.board, sketches=tuple(args.sketches), out=args.out,
+    for name in ("cache_dir", "cache_mode"):
+        if getattr(args, name, None):
+            extra[name] = getattr(args, name)
+    return Config(board=args.board, sketches=tuple(args.sketches), out=getattr(args, "out", None),
                   hardware=tuple(args.hardware) or (boards.DEFAULT_HARDWARE,), library_dirs=tuple(args.library_dir),
-                  build_properties=dict(args.build_property), scheduler=scheduler, **extra)
+                  build_properties=dict(args.build_property), scheduler=scheduler,
+                  cache_layers=tuple(getattr(args, "cache_ro", ())), ccache=not getattr(args, "no_ccache", False),
+                  **extra)
 
 
 def _interrupt(signum, frame):
@@ -117,6 +150,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             else:
                 print_table(report)
             return code
+        if args.command == "cache":
+            return _cache(args)
         return _graph(args)
     except FbuildError as exc:
         print(f"fbuild-graph: error: {exc}", file=sys.stderr)
@@ -136,6 +171,30 @@ def _graph(args: argparse.Namespace) -> int:
         sys.stdout.write(export.to_json(prepared.graph))
     else:
         sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from . import cache
+
+    if args.verb == "bake":
+        config = _config(args)
+        with tempfile.TemporaryDirectory(prefix="fbuild-graph-bake-") as tmp:
+            code, _ = compile_many(evolve(config, cache_dir=os.path.join(tmp, "cache"), cache_mode="rw",
+                                          out=os.path.join(tmp, "out")), progress=_note)
+            if code != 0:
+                raise FbuildError("bake: some sketches failed to build; fix them or leave them out of the bundle")
+            cache.bake(args.output, [os.path.join(tmp, "cache")])
+        _note(f"wrote {args.output}")
+        return 0
+    store = cache.Cache(args.cache_dir or default_cache_dir())
+    if args.verb == "prune":
+        removed = store.prune(cache.parse_size(args.max_size))
+        _note(f"removed {removed} entries")
+    stats = store.stats()
+    from .results import to_json
+
+    sys.stdout.write(to_json(stats))
     return 0
 
 

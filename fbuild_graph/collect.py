@@ -28,11 +28,12 @@ class Collector:
 
     def __init__(self, board: Board, sketches: Sequence[Sketch], steps: Sequence[Step], layout: Layout,
                  libraries_of: Mapping[str, Sequence[str]], unresolved: Mapping[str, Sequence[str]], t0: float,
-                 progress: Callable[[str], None]):
+                 progress: Callable[[str], None], on_stage1_ok: Callable[[str], None] = lambda owner: None):
         self.board = board
         self.layout = layout
         self.t0 = t0
         self.progress = progress
+        self.on_stage1_ok = on_stage1_ok
         self.libraries_of = libraries_of
         self.unresolved = unresolved
         self.sketches = {f"sketch:{s.id}": s for s in sketches}
@@ -67,8 +68,16 @@ class Collector:
     def _owner_done(self, owner: str) -> None:
         if owner in self.sketches:
             self._finish(self.sketches[owner])
-        else:
-            results.write_atomic(self.layout.owner_log(owner), results.format_log(self.records.pop(owner)))
+            return
+        records = self.records.pop(owner)
+        results.write_atomic(self.layout.owner_log(owner), results.format_log(records))
+        if all(r.status in OK_STATUSES for r in records):
+            self.on_stage1_ok(owner)
+
+    def add_cached(self, owner: str, records: Sequence[ActionRecord], origin: str) -> None:
+        """A stage-1 unit taken from the cache: its actions show as cached; nothing of it runs."""
+        self.all_records.extend(records)
+        results.write_atomic(self.layout.owner_log(owner), f"# from the cache: {origin}\n" + results.format_log(records))
 
     def _finish(self, sk: Sketch) -> None:
         owner = f"sketch:{sk.id}"

@@ -71,7 +71,7 @@ def _preprocess(action: Action) -> tuple[int, str]:
     from .preprocess import preprocess
 
     try:
-        preprocess(action.argv[3], action.argv[4])
+        preprocess(*action.argv[3:6])
         return 0, ""
     except (OSError, UnicodeError, ValueError) as exc:
         return 1, f"preprocessing {action.argv[3]} failed: {exc}\n"
@@ -79,8 +79,8 @@ def _preprocess(action: Action) -> tuple[int, str]:
 
 def _spawn(action: Action) -> tuple[int, str]:
     try:
-        proc = subprocess.Popen(action.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen((*action.launcher, *action.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=action.cwd)
     except OSError as exc:
         return 127, f"cannot run {action.argv[0]}: {exc.strerror}\n"
     with _running_lock:

@@ -13,6 +13,7 @@ import sys
 from typing import Iterable, Mapping, Sequence
 
 import networkx as nx
+from attrs import evolve
 
 from . import recipes
 from .layout import Layout, merged_name
@@ -25,8 +26,9 @@ CORE = "core"
 
 def build_graph(
     board: Board, sketches: Sequence[Sketch], discovery: Discovery, layout: Layout, core_sources: Sequence[str],
-    variant_sources: Sequence[str],
+    variant_sources: Sequence[str], launcher: tuple[str, ...] = (),
 ) -> nx.DiGraph:
+    """`launcher` (ccache) prefixes every compile. Every tool runs in the output folder."""
     props = board.properties
     core_dirs = _core_dirs(props)
     actions = [*core_actions(props, core_dirs, core_sources, variant_sources, layout)]
@@ -42,7 +44,7 @@ def build_graph(
         used = [libs[name] for name in discovery.by_sketch[sk.id]]
         objects = [obj for lib in used for obj in lib_objects[lib.name]]
         actions.extend(sketch_actions(props, sk, [*core_dirs, *_dirs(used)], [*objects, *variant_objects], layout))
-    return from_actions(actions)
+    return from_actions(evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else ()) for a in actions)
 
 
 def from_actions(actions: Iterable[Action]) -> nx.DiGraph:
@@ -103,7 +105,7 @@ def sketch_actions(
     copies = tuple(os.path.join(dest, rel) for rel in sk.files)
     compile_step = f"sketch:{sk.id}:compile"
     yield Action(key=f"sketch/{sk.id}/preprocess", kind="preprocess", owner=owner, resource=SKETCH, step=compile_step,
-                 argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest),
+                 argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest, layout.out),
                  inputs=(*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files)), outputs=(merged, *copies))
     objects = []
     for src in [merged, *compile_order(c for c in copies if c.endswith(SOURCE_EXTENSIONS))]:

@@ -75,7 +75,9 @@ class Action:
 
     `owner` is what a failure is charged to: `core`, `lib:NAME` or `sketch:ID`. `step` is the Dask task
     the action runs in; actions of one step run in order in a single task (see `plan.py` for why).
-    `stdout_path` is set when the tool writes its result to stdout (avr-size).
+    `stdout_path` is set when the tool writes its result to stdout (avr-size). `launcher` (ccache) runs the
+    command without changing what it produces, so it is not part of the command's signature. `cwd` is the
+    tools' working directory: fixed, so that relative paths (ccache's base_dir) are the same every run.
     """
 
     key: str
@@ -87,6 +89,8 @@ class Action:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     stdout_path: Optional[str] = None
+    launcher: tuple[str, ...] = ()
+    cwd: Optional[str] = None
 
 
 @frozen
@@ -156,6 +160,7 @@ class Phase:
     start: float
     stop: float
     cache_key: str = ""
+    cache: str = ""
 
     @property
     def seconds(self) -> float:
@@ -164,11 +169,12 @@ class Phase:
 
 @frozen
 class BuildReport:
-    """`results.json`: the whole run, for machines."""
+    """`results.json`: the whole run, for machines. `stage1_cache`: hit, miss, partial or off."""
 
     board: str
     exit_code: int
     stage1_cache_key: str
+    stage1_cache: str
     peak_rss_mb: float
     phases: tuple[Phase, ...]
     sketches: tuple[SketchResult, ...]

@@ -32,9 +32,12 @@ class Step:
     priority: int
 
 
-def steps(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> list[Step]:
-    """Steps in a topological order: every step comes after the steps it depends on."""
-    actions = actions_of(graph)
+def steps(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int,
+          cached: frozenset[str] = frozenset()) -> list[Step]:
+    """Steps in a topological order: every step comes after the steps it depends on. The actions of
+    `cached` owners (stage-1 units whose outputs came from the cache) are left out, and so are the
+    dependencies on them: their files are in place before anything runs."""
+    actions = [a for a in actions_of(graph) if a.owner not in cached]
     early = overlap_window(sum(a.resource == FRAMEWORK for a in actions), framework_jobs, sketch_jobs)
     early_sketches: set[str] = set()
     grouped: dict[str, list[Action]] = {}
@@ -52,7 +55,7 @@ def steps(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> list[Step
     for key, group in grouped.items():
         for action in group:
             for pred in graph.predecessors(action.key):
-                if step_of[pred] != key:
+                if pred in step_of and step_of[pred] != key:
                     step_graph.add_edge(step_of[pred], key)
     return [
         Step(

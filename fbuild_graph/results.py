@@ -15,13 +15,13 @@ import cattrs
 
 from .model import ActionRecord, BuildReport, Phase, SketchResult
 
-PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key")
+PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
 TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status")
 
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook(Phase, lambda p: {
     "name": p.name, "start": round(p.start, 4), "stop": round(p.stop, 4), "seconds": round(p.seconds, 4),
-    "cache_key": p.cache_key})
+    "cache_key": p.cache_key, "cache": p.cache})
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -66,7 +66,7 @@ def _cell(value: object) -> str:
 
 
 def write_phases(out: str, phases: Sequence[Phase]) -> None:
-    rows = [(p.name, p.start, p.stop, p.seconds, p.cache_key) for p in phases]
+    rows = [(p.name, p.start, p.stop, p.seconds, p.cache_key, p.cache) for p in phases]
     write_atomic(os.path.join(out, "phases.tsv"), tsv(PHASE_COLUMNS, rows))
 
 

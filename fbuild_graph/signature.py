@@ -75,6 +75,8 @@ def signature(action: Action, command: str) -> Optional[str]:
     dep = depfile(action)
     inputs: Iterable[str] = (*action.inputs, *(depfile_headers(dep) if dep else ()))
     for path in dict.fromkeys(inputs):
+        # ccache's base_dir makes depfile paths relative to the tool's working directory.
+        path = os.path.join(action.cwd or "", path)
         try:
             h.update(f"\0{path}\0{digest(path)}".encode())
         except OSError:

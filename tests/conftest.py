@@ -12,9 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Every test process, and every build a test starts, gets a cache of its own: builds must not hit entries
+# another test left behind. The session-wide build uses this one; each test gets a fresh one below.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fbuild-graph-test-cache-")
 
 HERE = Path(__file__).parent
 PLATFORM = Path("/usr/share/arduino/hardware/arduino/avr")
@@ -26,6 +31,11 @@ needs_toolchain = pytest.mark.skipif(
     not (shutil.which("avr-g++") and PLATFORM.is_dir()),
     reason="needs gcc-avr, avr-libc, binutils-avr and arduino-core-avr (.ci/run installs them)",
 )
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
 def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
