@@ -64,10 +64,11 @@ class Prepared:
     notes: tuple[str, ...]
 
 
-def prepare(config: Config, compiler_cache: Optional[Callable[[str], tuple[str, ...]]] = None) -> Prepared:
+def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None) -> Prepared:
     """Everything before the first tool runs. Raises FbuildError for bad input; its `notes` are for the
     caller to say once preparation has succeeded, so bad input gets exactly one line. `compiler_cache`
-    gives the compile launcher for a base folder (every path under it is made relative)."""
+    gives the compile launcher for a base folder (every path under it is made relative; None: no such
+    folder short of `/`, so paths stay absolute and only builds in the same place share entries)."""
     board = boards.resolve(config.board, config.hardware, config.build_properties)
     toolchain.check(board.properties)
     found = sketches.find(config.sketches)
@@ -81,8 +82,11 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[str], tuple[str, 
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
-    base_dir = os.path.commonpath([layout.out, *(sk.path for sk in found), *(lib.root for lib in discovery.libraries)])
-    launcher = compiler_cache(base_dir) if compiler_cache else ()
+    # The user's tree only: the installed core stays absolute (it is at the same place on every runner),
+    # while the sketches, user libraries and outputs become relative to the output folder.
+    user_roots = [layout.out, *(sk.path for sk in found), *map(os.path.abspath, config.library_dirs)]
+    base_dir = os.path.commonpath(user_roots)
+    launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
     dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher)
     units = fingerprint.stage1_units(dag, board, discovery, layout, toolchain.identity(board.properties))
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
@@ -131,7 +135,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     return exit_code, report
 
 
-def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Callable[[str], tuple[str, ...]]]:
+def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Callable[[Optional[str]], tuple[str, ...]]]:
     if not config.ccache or config.cache_mode == "off":
         return None
     writable, layers = store.ccache_dirs()

@@ -14,7 +14,7 @@ import shutil
 from typing import Optional, Sequence
 
 
-def launcher(writable: Optional[str], read_only: Sequence[str], base_dir: str, state_dir: str) -> tuple[str, ...]:
+def launcher(writable: Optional[str], read_only: Sequence[str], base_dir: Optional[str], state_dir: str) -> tuple[str, ...]:
     """The argv prefix for compiles, or () when ccache is not installed or there is no cache to use.
     `state_dir` is private and may be thrown away after the build."""
     ccache = shutil.which("ccache")
@@ -28,9 +28,10 @@ def launcher(writable: Optional[str], read_only: Sequence[str], base_dir: str, s
         "CCACHE_DIR": state_dir,
         "CCACHE_REMOTE_STORAGE": " ".join(storage),
         "CCACHE_REMOTE_ONLY": "true",
-        "CCACHE_BASEDIR": base_dir,
         "CCACHE_NOHASHDIR": "true",
         "CCACHE_COMPRESS": "true",
         "CCACHE_NOSTATS": "true",
     }
+    if base_dir:
+        env["CCACHE_BASEDIR"] = base_dir
     return ("env", *(f"{k}={v}" for k, v in env.items()), ccache)
