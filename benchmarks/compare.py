@@ -69,6 +69,11 @@ class Tools:
     def job_args(self) -> list[str]:
         return ["--framework-jobs", str(self.framework_jobs), "--sketch-jobs", str(self.sketch_jobs)]
 
+    @property
+    def build_args(self) -> list[str]:
+        """compile-many without its caches: the same commands ninja runs, and a cold build every time."""
+        return [*self.job_args, "--cache-mode", "off"]
+
 
 def main() -> int:
     args = parse_args()
@@ -155,7 +160,7 @@ def make_sketch_set(root: Path, copies: int) -> list[Path]:
 def compile_many(tools: Tools, sketches: list[Path], mode: str, rep: int) -> Run:
     out = tools.workdir / "out" / mode
     shutil.rmtree(out, ignore_errors=True)
-    wall = timed([tools.fbuild_graph, "compile-many", "--board", BOARD, *tools.job_args, "-o", str(out),
+    wall = timed([tools.fbuild_graph, "compile-many", "--board", BOARD, *tools.build_args, "-o", str(out),
                   *map(str, sketches)], log=tools.workdir / "logs" / f"{mode}-{rep}.log")
     return read_outputs(out, mode, rep, len(sketches), wall)
 
@@ -166,7 +171,7 @@ def loop(tools: Tools, sketches: list[Path], rep: int) -> Run:
     shutil.rmtree(out, ignore_errors=True)
     done = []
     for sketch in sketches:
-        wall = timed([tools.fbuild_graph, "compile-many", "--board", BOARD, *tools.job_args,
+        wall = timed([tools.fbuild_graph, "compile-many", "--board", BOARD, *tools.build_args,
                       "-o", str(out / sketch.name), str(sketch)],
                      log=tools.workdir / "logs" / f"loop-{rep}-{sketch.name}.log")
         done.append(read_outputs(out / sketch.name, "loop", rep, 1, wall))

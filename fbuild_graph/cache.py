@@ -4,7 +4,8 @@ An entry is a namespace, a hex key and a set of files. In one store directory RO
 
     ROOT/<namespace>/<key>/manifest.json   {"key": ..., "files": {"rel/path": {"sha256": ..., "size": N}}, "created": T}
     ROOT/<namespace>/<key>/files/<rel/path>
-    ROOT/ccache/                           reserved for the compiler cache, which limits its own size
+    ROOT/ccache/                           the compiler cache (ccache `file:` storage, which sets no size limit
+                                           of its own: prune bounds it with the entries)
 
 Entries are immutable: one appears by renaming a finished temporary directory into place and disappears by
 renaming it to a trash name before deleting it, so a reader finds a whole entry or none. Stored files are
@@ -80,12 +81,14 @@ class Hit:
 
 @frozen
 class CacheStats:
-    """ROOT's entries per namespace and their bytes on disk, manifests included; ccache/ and the temporary
-    directories of unfinished puts are not counted. root is None for a cache without a local store."""
+    """ROOT's entries per namespace and their bytes on disk, manifests included, and the compiler cache's
+    bytes; total_bytes counts both. The temporary directories of unfinished puts are not counted. root is
+    None for a cache without a local store."""
 
     root: str | None
     entries: dict[str, int]
     total_bytes: int
+    ccache_bytes: int = 0
 
 
 @frozen
@@ -188,30 +191,38 @@ class Cache:
         for namespace, _, entry in _entries(self.root):
             entries[namespace] = entries.get(namespace, 0) + 1
             total += _tree_bytes(entry)
-        return CacheStats(self.root, entries, total)
+        ccache = _tree_bytes(os.path.join(self.root, CCACHE))
+        return CacheStats(self.root, entries, total + ccache, ccache)
 
     def prune(self, max_bytes: int) -> int:
-        """Remove the least recently used entries of ROOT until its entries total at most max_bytes; return how
-        many this call removed.
+        """Remove the least recently used entries and compiler-cache files of ROOT until together they take at
+        most max_bytes; return how many entries and files this call removed.
 
-        Last use is the manifest's mtime: put sets it, a hit in rw mode touches it. Also deletes the debris
-        of killed processes (trash, and temporary directories older than an hour). Readers in other processes
-        are safe: an entry is renamed away before it is deleted. ro/off mode or no ROOT -> 0, nothing touched;
-        read-only layers and ccache/ are never touched.
+        Last use of an entry is the manifest's mtime: put sets it, a hit in rw mode touches it; of a ccache
+        file, its mtime. Also deletes the debris of killed processes (trash, and temporary directories older
+        than an hour). Readers in other processes are safe: an entry is renamed away before it is deleted,
+        and a vanished ccache file is a miss. ro/off mode or no ROOT -> 0, nothing touched; read-only layers
+        are never touched.
         """
         if not self._writable:
             return 0
         _clear_debris(self.root)
-        found = sorted((_last_use(entry), entry, _tree_bytes(entry)) for _, _, entry in _entries(self.root))
+        found = [(_last_use(entry), entry, _tree_bytes(entry)) for _, _, entry in _entries(self.root)]
+        for _, path in _regular_files(os.path.join(self.root, CCACHE)):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            found.append((st.st_mtime, path, st.st_size))
         total = sum(size for _, _, size in found)
         removed = 0
-        for _, entry, size in found:
+        for _, path, size in sorted(found):
             if total <= max_bytes:
                 break
             try:
-                removed += _evict(entry)
+                removed += _evict(path) if os.path.isdir(path) else _remove_file(path)
             except OSError as exc:
-                raise FbuildError(f"cannot prune cache entry {entry}: {exc.strerror}; check its permissions") from None
+                raise FbuildError(f"cannot prune cache entry {path}: {exc.strerror}; check its permissions") from None
             total -= size  # gone either way: removed here or by another process
         return removed
 
@@ -404,6 +415,14 @@ def _evict(entry: str) -> bool:
         return False
     shutil.rmtree(trash, ignore_errors=True)
     return True
+
+
+def _remove_file(path: str) -> bool:
+    try:
+        os.remove(path)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _touch(path: str) -> None:

@@ -307,23 +307,27 @@ def test_prune_removes_the_least_recently_used_entries(tmp_path):
     assert cache.prune(one + 100) == 0
 
 
-def test_prune_clears_debris_of_killed_processes_and_leaves_ccache_alone(tmp_path):
+def test_prune_clears_debris_of_killed_processes_and_bounds_ccache_too(tmp_path):
     root = filled_store(tmp_path, "store")
     (root / "ccache" / "a").mkdir(parents=True)
-    (root / "ccache" / "a" / "x.result").write_bytes(b"x" * 10_000)
-    (root / "ccache" / ".tmp-old").mkdir()
-    os.utime(root / "ccache" / ".tmp-old", (0, 0))
+    old_result, new_result = root / "ccache" / "a" / "old.result", root / "ccache" / "a" / "new.result"
+    old_result.write_bytes(b"x" * 10_000)
+    new_result.write_bytes(b"y" * 10_000)
+    os.utime(old_result, (1, 1))  # the least recently used file of all
     (root / NS / ".trash-1").mkdir()
     stale, fresh = root / NS / ".tmp-old", root / NS / ".tmp-new"
     stale.mkdir()
     fresh.mkdir()
     os.utime(stale, (0, 0))
     cache = Cache(str(root))
+    assert cache.stats().ccache_bytes == 20_000
     assert cache.prune(10**9) == 0
     assert sorted(os.listdir(root / NS)) == [".tmp-new", KEY]
-    assert cache.prune(0) == 1
+    entry_bytes = cache.stats().total_bytes - 20_000
+    assert cache.prune(entry_bytes + 10_000) == 1  # the oldest ccache file goes first
+    assert not old_result.exists() and new_result.exists() and cache.stats().entries == {NS: 1}
+    assert cache.prune(0) == 2
     assert cache.stats().entries == {} and cache.stats().total_bytes == 0
-    assert (root / "ccache" / "a" / "x.result").exists() and (root / "ccache" / ".tmp-old").exists()
 
 
 # bundles ------------------------------------------------------------------------------------------------
