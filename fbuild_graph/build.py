@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, fingerprint, libraries, plan, results, runner, toolchain
+from . import ccache, execute, fingerprint, libraries, plan, results, runner, toolchain
 from . import graph as graphs
 from . import sketch as sketches
 from .collect import Collector
@@ -119,7 +119,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
         collector, exit_code = _run(config, prepared, store, restored, phases, progress, t0)
     stage1_key, stage1_cache = fingerprint.combined_key(prepared.units), _cache_state(store, prepared.units, restored)
-    phases += _stage_phases(collector, t0, stage1_key, stage1_cache)
+    phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
     phases.append(Phase("total", 0.0, time.time() - t0))
     ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
     if exit_code == EXIT_OK and any(r.status != "ok" for r in ordered):
@@ -155,10 +155,16 @@ def _run(config: Config, prepared: Prepared, store: Cache, restored: Mapping[str
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = EXIT_OK
     try:
-        start = time.time() - t0
-        with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
-            phases.append(Phase("cluster_start", start, time.time() - t0))
-            runner.run(client, steps, collector.on_result)
+        if config.scheduler is None and all(execute.up_to_date(step) for step in steps):
+            # Nothing to do: answer from the signatures, in dependency order, without starting (or even
+            # importing) a cluster, which would be most of a warm build's time.
+            for step in steps:
+                collector.on_result(execute.run_step(step))
+        else:
+            start = time.time() - t0
+            with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
+                phases.append(Phase("cluster_start", start, time.time() - t0))
+                runner.run(client, steps, collector.on_result)
     except KeyboardInterrupt:
         collector.finish_unfinished("interrupted", "the build was interrupted before this sketch finished")
         exit_code = EXIT_INTERRUPTED
@@ -194,12 +200,14 @@ def _cache_state(store: Cache, units: Sequence[fingerprint.Unit], restored: Mapp
     return "partial" if restored else "miss"
 
 
-def _stage_phases(collector: Collector, t0: float, key: str, cache: str) -> list[Phase]:
+def _stage_phases(collector: Collector, t0: float, restored_at: float, key: str, cache: str) -> list[Phase]:
+    """Spans of the actions that ran; a stage 1 taken whole from the cache is an empty span where the cache
+    was read."""
     spans = []
     for name, resource_class in (("stage1_archives", FRAMEWORK), ("stage2_sketches", SKETCH)):
         ran = [r for r in collector.all_records if r.resource == resource_class and r.start > 0]
-        start = min((r.start for r in ran), default=time.time()) - t0
-        stop = max((r.stop for r in ran), default=t0 + start) - t0
+        start = min((r.start - t0 for r in ran), default=restored_at)
+        stop = max((r.stop - t0 for r in ran), default=restored_at)
         if resource_class == FRAMEWORK:
             spans.append(Phase(name, start, stop, cache_key=key, cache=cache))
         elif ran:

@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Optional
@@ -40,6 +41,10 @@ def run_step(step: Step, *deps: StepResult) -> StepResult:
     artifacts = tuple(Artifact(path=p, sha256=signature.digest(p))
                       for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
     return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts)
+
+
+def up_to_date(step: Step) -> bool:
+    return all(signature.up_to_date(action, command_line(action)) for action in step.actions)
 
 
 def run_action(action: Action) -> ActionRecord:
@@ -71,7 +76,7 @@ def _preprocess(action: Action) -> tuple[int, str]:
     from .preprocess import preprocess
 
     try:
-        preprocess(*action.argv[3:6])
+        preprocess(action.argv[3], action.argv[4])
         return 0, ""
     except (OSError, UnicodeError, ValueError) as exc:
         return 1, f"preprocessing {action.argv[3]} failed: {exc}\n"
@@ -118,11 +123,14 @@ def command_line(action: Action) -> str:
 
 
 def _worker_name() -> str:
+    # Only a task on a Dask worker has a worker name; importing distributed to find out would cost an
+    # up-to-date build run inline most of its time.
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return "local"
     try:
-        from distributed import get_worker
-
-        return str(get_worker().name)
-    except (ImportError, ValueError):
+        return str(distributed.get_worker().name)
+    except ValueError:
         return "local"
 
 

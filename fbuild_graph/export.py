@@ -32,7 +32,7 @@ def to_ninja(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> str:
     ]
     for action in actions_of(graph):
         if action.kind == "preprocess":
-            preprocess(*action.argv[3:6])
+            preprocess(action.argv[3], action.argv[4])
             continue
         outputs = [*action.outputs, *([action.stdout_path] if action.stdout_path else [])]
         # Outputs go first, as compile-many's executor does, so a failed tool leaves nothing stale behind.

@@ -105,7 +105,7 @@ def sketch_actions(
     copies = tuple(os.path.join(dest, rel) for rel in sk.files)
     compile_step = f"sketch:{sk.id}:compile"
     yield Action(key=f"sketch/{sk.id}/preprocess", kind="preprocess", owner=owner, resource=SKETCH, step=compile_step,
-                 argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest, layout.out),
+                 argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest),
                  inputs=(*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files)), outputs=(merged, *copies))
     objects = []
     for src in [merged, *compile_order(c for c in copies if c.endswith(SOURCE_EXTENSIONS))]:

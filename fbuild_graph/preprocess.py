@@ -12,25 +12,24 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 from . import sketch as sketches
 from .layout import merged_name
 from .prototypes import add_prototypes
 
 
-def merge(inos: tuple[str, ...], line_base: Optional[str] = None) -> str:
-    """`#line` names each file relative to `line_base` (the compiler's working directory) when given: the
-    merged source is then the same in every checkout, and compiler caches hit."""
+def merge(inos: tuple[str, ...]) -> str:
+    """`#line` names each file as `SKETCH/FILE.ino`: errors name the file and line, and the merged source is
+    the same wherever the sketch and the output folder live, so compiler caches hit in any checkout."""
     parts = ["#include <Arduino.h>\n"]
     for ino in inos:
         text = Path(ino).read_text(encoding="utf-8", errors="replace")
-        name = os.path.relpath(ino, line_base) if line_base else ino
+        name = os.path.relpath(ino, os.path.dirname(os.path.dirname(ino)))
         parts.append(f'#line 1 "{name}"\n{text}' + ("" if text.endswith("\n") else "\n"))
     return "".join(parts)
 
 
-def preprocess(main_ino: str, dest: str, line_base: Optional[str] = None) -> str:
+def preprocess(main_ino: str, dest: str) -> str:
     """Write the merged sketch and copies of its files under `dest`; return the merged file's path."""
     sk = sketches.load(Path(main_ino))
     os.makedirs(dest, exist_ok=True)
@@ -41,10 +40,10 @@ def preprocess(main_ino: str, dest: str, line_base: Optional[str] = None) -> str
     out = os.path.join(dest, merged_name(sk.name))
     tmp = out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(add_prototypes(merge(sk.inos, line_base)))
+        f.write(add_prototypes(merge(sk.inos)))
     os.replace(tmp, out)
     return out
 
 
 if __name__ == "__main__":
-    preprocess(*sys.argv[1:4])
+    preprocess(sys.argv[1], sys.argv[2])

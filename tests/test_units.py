@@ -193,7 +193,7 @@ def test_compiles_outside_the_overlap_window_join_their_firmware_step(dag):
 def test_ninja_export_has_pools_and_every_toolchain_command(dag, monkeypatch):
     import fbuild_graph.export as export
 
-    monkeypatch.setattr(export, "preprocess", lambda main, dest, line_base: None)  # the export's only side effect
+    monkeypatch.setattr(export, "preprocess", lambda main, dest: None)  # the export's only side effect
     text = to_ninja(dag, 1, 3)
     assert "pool framework\n  depth = 1" in text and "pool sketch\n  depth = 3" in text
     toolchain_actions = [a for a in graph.actions_of(dag) if a.kind != "preprocess"]
