@@ -22,7 +22,7 @@ from . import sketch as sketches
 from .collect import Collector
 from .errors import FbuildError
 from .layout import Layout
-from .cache import Cache
+from .cache import Cache, CacheSpec
 from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -82,9 +82,10 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
-    # The user's tree only: the installed core stays absolute (it is at the same place on every runner),
-    # while the sketches, user libraries and outputs become relative to the output folder.
-    user_roots = [layout.out, *(sk.path for sk in found), *map(os.path.abspath, config.library_dirs)]
+    # Compiles read sketches from their copies in the output folder, user libraries from where they are,
+    # and the installed core from where it is on every runner: so paths under the output folder and the
+    # user library folders are made relative (to the output folder, the tools' working directory).
+    user_roots = [layout.out, *map(os.path.abspath, config.library_dirs)]
     base_dir = os.path.commonpath(user_roots)
     launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
     dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher)
@@ -109,15 +110,15 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     begin = time.time() - t0
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
-    store = Cache(config.cache_dir or default_cache_dir(), mode=config.cache_mode,
-                  read_only_layers=config.cache_layers, warn=progress)
+    spec = CacheSpec(config.cache_dir or default_cache_dir(), config.cache_mode, config.cache_layers)
+    store = spec.open(warn=progress)
     with tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state:
         prepared = prepare(config, _compiler_cache(config, store, ccache_state))
         for line in prepared.notes:
             progress(line)
         restored = _restore_stage1(store, prepared.units, prepared.layout)
         phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
-        collector, exit_code = _run(config, prepared, store, restored, phases, progress, t0)
+        collector, exit_code = _run(config, prepared, spec, store, restored, phases, progress, t0)
     stage1_key, stage1_cache = fingerprint.combined_key(prepared.units), _cache_state(store, prepared.units, restored)
     phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
     phases.append(Phase("total", 0.0, time.time() - t0))
@@ -142,7 +143,7 @@ def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Ca
     return lambda base_dir: ccache.launcher(writable, layers, base_dir, state_dir)
 
 
-def _run(config: Config, prepared: Prepared, store: Cache, restored: Mapping[str, str], phases: list[Phase],
+def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, restored: Mapping[str, str], phases: list[Phase],
          progress: Callable[[str], None], t0: float) -> tuple[Collector, int]:
     """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes."""
     layout = prepared.layout
@@ -164,7 +165,7 @@ def _run(config: Config, prepared: Prepared, store: Cache, restored: Mapping[str
             start = time.time() - t0
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
                 phases.append(Phase("cluster_start", start, time.time() - t0))
-                runner.run(client, steps, collector.on_result)
+                runner.run(client, steps, collector.on_result, spec if store.mode != "off" else None)
     except KeyboardInterrupt:
         collector.finish_unfinished("interrupted", "the build was interrupted before this sketch finished")
         exit_code = EXIT_INTERRUPTED

@@ -101,6 +101,18 @@ class _Corrupt(Exception):
     """The entry's content disagrees with its manifest, or the manifest is unusable."""
 
 
+@frozen
+class CacheSpec:
+    """What a Dask task needs to open the same cache as the client: plain data, so it pickles."""
+
+    root: str | None
+    mode: str = "rw"
+    layers: tuple[str, ...] = ()
+
+    def open(self, warn: Callable[[str], None] = print_to_stderr) -> "Cache":
+        return Cache(self.root, mode=self.mode, read_only_layers=self.layers, warn=warn)
+
+
 class Cache:
     """The store at `root` (created by the first put) over `read_only_layers`, which are searched in order
     after it and never written. The module docstring describes the modes."""

@@ -8,6 +8,7 @@ this run's. Running compilers are tracked so an interrupted build can kill them.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import signal
@@ -18,14 +19,21 @@ import time
 from typing import Optional
 
 from . import signature
+from .cache import Cache, CacheSpec
 from .model import OK_STATUSES, Action, ActionRecord, Artifact, StepResult
 from .plan import Step
+
+# The firmware steps' actions are cached by content: their inputs (objects from ccache, archives from the
+# stage-1 cache) are the same bytes in any checkout, and the link is what a fresh runner would still spend
+# most of its time on. Compiles have ccache; archives, the stage-1 cache.
+CACHED_KINDS = frozenset({"link", "eep", "hex", "size"})
+ACTIONS = "actions"
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
 
-def run_step(step: Step, *deps: StepResult) -> StepResult:
+def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None) -> StepResult:
     blocked = next((d for d in deps if not d.ok), None)
     if blocked is not None:
         why = blocked.blocked_by or blocked.owner
@@ -36,7 +44,7 @@ def run_step(step: Step, *deps: StepResult) -> StepResult:
         if records and records[-1].status not in OK_STATUSES:
             records.append(_record(action, "skipped"))
             continue
-        records.append(run_action(action))
+        records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None))
     ok = all(r.status in OK_STATUSES for r in records)
     artifacts = tuple(Artifact(path=p, sha256=signature.digest(p))
                       for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
@@ -47,17 +55,21 @@ def up_to_date(step: Step) -> bool:
     return all(signature.up_to_date(action, command_line(action)) for action in step.actions)
 
 
-def run_action(action: Action) -> ActionRecord:
+def run_action(action: Action, store: Optional[Cache] = None) -> ActionRecord:
     command = command_line(action)
     start = time.time()
     if signature.up_to_date(action, command):
-        output = _read(action.stdout_path) if action.stdout_path else ""
-        return _record(action, "up-to-date", start=start, stop=time.time(), returncode=0, output=output)
+        return _record(action, "up-to-date", start=start, stop=time.time(), returncode=0, output=_stdout(action))
     signature.forget(action)
-    for path in action.outputs:
+    outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
+    for path in outputs:
         _remove(path)
-    for folder in {os.path.dirname(p) for p in (*action.outputs, action.stdout_path or "") if p}:
+    for folder in {os.path.dirname(p) for p in outputs}:
         os.makedirs(folder, exist_ok=True)
+    key = signature.content_key(action, command) if store is not None and action.cwd else None
+    if key and store.get(ACTIONS, key, action.cwd):
+        signature.record(action, command)
+        return _record(action, "cached", start=start, stop=time.time(), returncode=0, output=_stdout(action))
     if action.kind == "preprocess":
         returncode, output = _preprocess(action)
     else:
@@ -67,7 +79,19 @@ def run_action(action: Action) -> ActionRecord:
         if action.stdout_path:
             _write_atomic(action.stdout_path, output)
         signature.record(action, command)
+        if key:
+            store.put(ACTIONS, key, {os.path.relpath(p, action.cwd): p for p in outputs})
     return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
+
+
+@functools.lru_cache(maxsize=None)
+def _open(spec: CacheSpec) -> Cache:
+    """One Cache per worker process and spec: opening a bundle layer reads it whole."""
+    return spec.open()
+
+
+def _stdout(action: Action) -> str:
+    return _read(action.stdout_path) if action.stdout_path else ""
 
 
 def _preprocess(action: Action) -> tuple[int, str]:

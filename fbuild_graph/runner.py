@@ -16,6 +16,7 @@ import logging
 import uuid
 from typing import Callable, Optional, Sequence
 
+from .cache import CacheSpec
 from .errors import FbuildError
 from .execute import kill_running, run_step
 from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
@@ -81,9 +82,10 @@ def _check_resources(client, scheduler: str) -> None:
         )
 
 
-def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool]) -> None:
+def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec]) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
-    to stop the build: the remaining tasks are cancelled and their running tools killed."""
+    to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
+    `cache` themselves for the actions they cache by content."""
     from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]
@@ -91,7 +93,7 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool]) 
     for step in steps:
         deps = [futures[d] for d in step.deps]
         futures[step.key] = client.submit(
-            run_step, step, *deps, key=f"{step.key}#{run_id}", resources={step.resource: 1},
+            run_step, step, *deps, cache=cache, key=f"{step.key}#{run_id}", resources={step.resource: 1},
             priority=step.priority, pure=False,
         )
     owners = {future.key: step.owner for step, future in zip(steps, futures.values())}

@@ -112,3 +112,16 @@ def record(action: Action, command: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(sig)
         os.replace(tmp, path)
+
+
+def content_key(action: Action, command: str) -> Optional[str]:
+    """A key for the action's outputs that holds in any checkout: the command with the working directory
+    (the output folder) replaced by a name, and the content, not the place, of every input."""
+    cwd = action.cwd or ""
+    h = hashlib.sha256(f"{__version__}\0{command.replace(cwd, '$OUT') if cwd else command}".encode())
+    for path in action.inputs:
+        try:
+            h.update(f"\0{os.path.relpath(path, cwd) if cwd else path}\0{digest(path)}".encode())
+        except OSError:
+            return None
+    return h.hexdigest()

@@ -58,6 +58,12 @@ def test_stage1_and_compiler_cache_hit_from_another_checkout(tmp_path):
     # The sketches compiled again in the new checkout, but every compile was a ccache hit: nothing new stored.
     assert "sketch/uses_libs/uses_libs.ino.cpp.o" in second["ran"]
     assert ccache_entries(cache) == entries
+    # With the same objects, the link, objcopy and size outputs come from the cache by content.
+    assert not any(key.endswith(("/link", "/hex", "/eep", "/size")) for key in second["ran"])
+    for sketch in ("uses_libs", "eeprom_clear"):
+        hexes = [(tmp_path / where / "out" / "sketches" / sketch / "firmware.hex").read_bytes()
+                 for where in ("checkout-a", "somewhere/else/checkout-b")]
+        assert hexes[0] == hexes[1]
 
 
 def test_a_corrupt_entry_is_reported_ignored_and_rebuilt(tmp_path):
