@@ -6,6 +6,7 @@ Dask (stage 1 and stage 2 overlap; only links wait for archives) -> write result
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import tempfile
@@ -88,8 +89,10 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     user_roots = [layout.out, *map(os.path.abspath, config.library_dirs)]
     base_dir = os.path.commonpath(user_roots)
     launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
-    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher)
-    units = fingerprint.stage1_units(dag, board, discovery, layout, toolchain.identity(board.properties))
+    identity = toolchain.identity(board.properties)
+    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher,
+                             hashlib.sha256(identity.encode()).hexdigest()[:16])
+    units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
                     units=tuple(units), notes=tuple(notes))
 

@@ -78,6 +78,8 @@ class Action:
     `stdout_path` is set when the tool writes its result to stdout (avr-size). `launcher` (ccache) runs the
     command without changing what it produces, so it is not part of the command's signature. `cwd` is the
     tools' working directory: fixed, so that relative paths (ccache's base_dir) are the same every run.
+    `toolchain` is a digest of the toolchain's identity (resolved path, version, binary): a compiler upgraded
+    in place changes it, and with it every signature and cache key.
     """
 
     key: str
@@ -91,6 +93,7 @@ class Action:
     stdout_path: Optional[str] = None
     launcher: tuple[str, ...] = ()
     cwd: Optional[str] = None
+    toolchain: str = ""
 
 
 @frozen

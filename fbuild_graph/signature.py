@@ -1,9 +1,10 @@
 """Up to date means no work: the signature of an action decides whether it runs.
 
-A signature covers the command line, the fbuild-graph version (which shapes preprocessing), the content of
-every input and, for a compile, of every header its last depfile listed (as ninja's deps log does). It is
-stored beside the action's first output only after the action succeeded, and removed before the action
-runs, so an output left by an interrupted or failed run never has a matching signature.
+A signature covers the command line, the toolchain's identity, the fbuild-graph version (which shapes
+preprocessing), the content of every input and, for a compile, of every header its last depfile listed (as
+ninja's deps log does). It is stored beside the action's first output only after the action succeeded, and
+removed before the action runs, so an output left by an interrupted or failed run never has a matching
+signature.
 
 States of an action's outputs: no signature file (never built, or interrupted: run it); signature differs
 (something changed: run it); signature matches and every output exists (up to date: skip it).
@@ -71,7 +72,7 @@ def depfile_headers(path: str) -> list[str]:
 
 def signature(action: Action, command: str) -> Optional[str]:
     """None when an input is missing: such an action must run (and will report the missing file)."""
-    h = hashlib.sha256(f"{__version__}\0{command}".encode())
+    h = hashlib.sha256(f"{__version__}\0{action.toolchain}\0{command}".encode())
     dep = depfile(action)
     inputs: Iterable[str] = (*action.inputs, *(depfile_headers(dep) if dep else ()))
     for path in dict.fromkeys(inputs):
@@ -118,7 +119,7 @@ def content_key(action: Action, command: str) -> Optional[str]:
     """A key for the action's outputs that holds in any checkout: the command with the working directory
     (the output folder) replaced by a name, and the content, not the place, of every input."""
     cwd = action.cwd or ""
-    h = hashlib.sha256(f"{__version__}\0{command.replace(cwd, '$OUT') if cwd else command}".encode())
+    h = hashlib.sha256(f"{__version__}\0{action.toolchain}\0{command.replace(cwd, '$OUT') if cwd else command}".encode())
     for path in action.inputs:
         try:
             h.update(f"\0{os.path.relpath(path, cwd) if cwd else path}\0{digest(path)}".encode())

@@ -146,3 +146,19 @@ def test_a_missing_cache_layer_is_a_usage_error(tmp_path):
                    str(TEST_SKETCHES / "dup_a"))
     assert proc.returncode == 2 and "nope.tar.zst" in proc.stderr and "Traceback" not in proc.stderr
     assert os.path.exists(TEST_SKETCHES / "dup_a")
+
+
+def test_another_toolchain_is_a_miss_never_a_wrong_hit(tmp_path):
+    cache = tmp_path / "cache"
+    root = project(tmp_path / "p")
+    build(root, cache)
+    # Another toolchain: wrappers at another path (another binary) around the same tools.
+    bin_dir = tmp_path / "toolchain" / "bin"
+    bin_dir.mkdir(parents=True)
+    for tool in ("avr-gcc", "avr-g++", "avr-gcc-ar", "avr-objcopy", "avr-size"):
+        wrapper = bin_dir / tool
+        wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/{tool} "$@"\n')
+        wrapper.chmod(0o755)
+    other = build(root, cache, "--build-property", f"compiler.path={bin_dir}/", out="out-other")
+    assert other["cache"] == "miss"
+    assert {"core/core.a", "sketch/eeprom_clear/link"} <= other["ran"]
