@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fingerprint, libraries, plan, results, runner, toolchain
+from . import ccache, execute, fingerprint, libraries, plan, results, runner, supersede, toolchain
 from . import graph as graphs
 from . import sketch as sketches
 from .collect import Collector
@@ -46,6 +46,8 @@ class Config:
     cache_mode: str = "rw"
     cache_layers: tuple[str, ...] = ()
     ccache: bool = True
+    group: Optional[str] = None
+    cancel_in_progress: bool = False
 
 
 def default_cache_dir() -> str:
@@ -168,7 +170,12 @@ def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, rest
             start = time.time() - t0
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
                 phases.append(Phase("cluster_start", start, time.time() - t0))
-                runner.run(client, steps, collector.on_result, spec if store.mode != "off" else None)
+                runner.run(client, steps, collector.on_result, spec if store.mode != "off" else None,
+                           config.group, config.cancel_in_progress)
+    except supersede.Superseded as exc:
+        progress(f"error: {exc}")
+        collector.finish_unfinished("cancelled", str(exc))
+        exit_code = supersede.EXIT_SUPERSEDED
     except KeyboardInterrupt:
         collector.finish_unfinished("interrupted", "the build was interrupted before this sketch finished")
         exit_code = EXIT_INTERRUPTED

@@ -1,6 +1,7 @@
 """Command line: argument parsing and exit codes. Nothing imports this module.
 
-Exit codes: 0 every sketch built; 1 a sketch failed; 2 usage or configuration error; 130 interrupted.
+Exit codes: 0 every sketch built; 1 a sketch failed; 2 usage or configuration error; 3 superseded by a newer
+run of the same --group; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> 
                        help=f"parallel stage-2 (sketch) actions (default cores = {cores})")
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on an existing Dask cluster; its workers' framework/sketch resources set the limits")
+        p.add_argument("--group", metavar="NAME",
+                       help="a concurrency group on the scheduler (e.g. a branch name); needs --scheduler")
+        p.add_argument("--cancel-in-progress", action="store_true",
+                       help="cancel the older runs of --group: they stop and exit with code 3")
         _cache_args(p)
         p.add_argument("--cache-mode", choices=CACHE_MODES, default="rw",
                        help="rw: read and write the local cache; ro (untrusted builds): read only, write nothing; "
@@ -87,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     many = sub.add_parser("compile-many", help="build sketches for one board",
                           description="Build every sketch for one board. Exit 0: all built; 1: a sketch failed; "
-                          "2: usage or configuration error; 130: interrupted.")
+                          "2: usage or configuration error; 3: superseded by a newer run of --group; "
+                          "130: interrupted.")
     _build_args(many, jobs=True)
     many.add_argument("--json", action="store_true", help="print the result map as JSON instead of a table")
     graph = sub.add_parser("graph", help="export the build DAG (for ninja or inspection)",
@@ -98,6 +104,15 @@ def parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=("ninja", "json"), default="ninja")
     graph.add_argument("--framework-jobs", type=_positive, default=min(os.cpu_count() or 1, 2))
     graph.add_argument("--sketch-jobs", type=_positive, default=os.cpu_count() or 1)
+    worker = sub.add_parser("worker", help="serve this machine's slots to a Dask scheduler",
+                            description="Start the Dask workers of one runner: one offering --framework-jobs "
+                            "framework slots, one offering --sketch-jobs sketch slots, each restarted if it dies. "
+                            "The same as `dask worker ADDRESS --nthreads F --resources framework=F` plus one "
+                            "for sketch.")
+    worker.add_argument("scheduler", metavar="SCHEDULER_ADDRESS", help="e.g. tcp://10.0.0.5:8786")
+    worker.add_argument("--framework-jobs", type=_positive, default=min(os.cpu_count() or 1, 2))
+    worker.add_argument("--sketch-jobs", type=_positive, default=os.cpu_count() or 1)
+    worker.add_argument("--local-directory", metavar="DIR", help="the workers' scratch folder")
     cache = sub.add_parser("cache", help="see, bound and bake the build cache")
     verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
@@ -122,6 +137,14 @@ def _config(args: argparse.Namespace) -> Config:
         extra["framework_jobs"] = args.framework_jobs
     if args.sketch_jobs:
         extra["sketch_jobs"] = args.sketch_jobs
+    group = getattr(args, "group", None)
+    if (group or getattr(args, "cancel_in_progress", False)) and not scheduler:
+        raise FbuildError("--group and --cancel-in-progress need --scheduler: runs supersede each other only on a "
+                          "shared scheduler")
+    if getattr(args, "cancel_in_progress", False) and not group:
+        raise FbuildError("--cancel-in-progress needs --group NAME: it cancels the older runs of that group")
+    if group:
+        extra.update(group=group, cancel_in_progress=args.cancel_in_progress)
     for name in ("cache_dir", "cache_mode"):
         if getattr(args, name, None):
             extra[name] = getattr(args, name)
@@ -152,6 +175,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return code
         if args.command == "cache":
             return _cache(args)
+        if args.command == "worker":
+            from .worker import serve
+
+            serve(args.scheduler, args.framework_jobs, args.sketch_jobs, args.local_directory)
+            return 0
         return _graph(args)
     except FbuildError as exc:
         print(f"fbuild-graph: error: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from . import signature
 from .cache import Cache, CacheSpec
@@ -28,12 +28,18 @@ from .plan import Step
 # most of its time on. Compiles have ccache; archives, the stage-1 cache.
 CACHED_KINDS = frozenset({"link", "eep", "hex", "size"})
 ACTIONS = "actions"
+# How often a running tool's task looks whether its run was superseded (one scheduler round trip).
+CANCEL_POLL_SECONDS = 0.25
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
 
-def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None) -> StepResult:
+def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None,
+             cancel_event: Optional[str] = None) -> StepResult:
+    """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
+    starts and a running tool is killed."""
+    cancelled = _event_poller(cancel_event)
     blocked = next((d for d in deps if not d.ok), None)
     if blocked is not None:
         why = blocked.blocked_by or blocked.owner
@@ -44,7 +50,10 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None) -
         if records and records[-1].status not in OK_STATUSES:
             records.append(_record(action, "skipped"))
             continue
-        records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None))
+        if cancelled():
+            records.append(_record(action, "cancelled"))
+            continue
+        records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None, cancelled))
     ok = all(r.status in OK_STATUSES for r in records)
     artifacts = tuple(Artifact(path=p, sha256=signature.digest(p))
                       for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
@@ -55,7 +64,8 @@ def up_to_date(step: Step) -> bool:
     return all(signature.up_to_date(action, command_line(action)) for action in step.actions)
 
 
-def run_action(action: Action, store: Optional[Cache] = None) -> ActionRecord:
+def run_action(action: Action, store: Optional[Cache] = None,
+               cancelled: Callable[[], bool] = lambda: False) -> ActionRecord:
     command = command_line(action)
     start = time.time()
     if signature.up_to_date(action, command):
@@ -73,8 +83,8 @@ def run_action(action: Action, store: Optional[Cache] = None) -> ActionRecord:
     if action.kind == "preprocess":
         returncode, output = _preprocess(action)
     else:
-        returncode, output = _spawn(action)
-    status = "ok" if returncode == 0 else "failed"
+        returncode, output = _spawn(action, cancelled)
+    status = "ok" if returncode == 0 else "cancelled" if returncode is None else "failed"
     if status == "ok":
         if action.stdout_path:
             _write_atomic(action.stdout_path, output)
@@ -106,7 +116,8 @@ def _preprocess(action: Action) -> tuple[int, str]:
         return 1, f"preprocessing {action.argv[3]} failed: {exc}\n"
 
 
-def _spawn(action: Action) -> tuple[int, str]:
+def _spawn(action: Action, cancelled: Callable[[], bool]) -> tuple[Optional[int], str]:
+    """(exit code, output); exit code None when the run was cancelled and the tool killed."""
     try:
         proc = subprocess.Popen((*action.launcher, *action.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=action.cwd)
@@ -115,11 +126,28 @@ def _spawn(action: Action) -> tuple[int, str]:
     with _running_lock:
         _running.add(proc)
     try:
-        out, _ = proc.communicate()
+        while True:
+            try:
+                out, _ = proc.communicate(timeout=CANCEL_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if cancelled():
+                    _kill(proc)
+                    out, _ = proc.communicate()
+                    return None, out.decode("utf-8", "replace") + "# killed: the run was superseded\n"
     finally:
         with _running_lock:
             _running.discard(proc)
     return proc.returncode, out.decode("utf-8", "replace")
+
+
+def _event_poller(name: Optional[str]) -> Callable[[], bool]:
+    if name is None:
+        return lambda: False
+    from distributed import Event
+
+    event = Event(name)
+    return event.is_set
 
 
 def kill_running() -> int:
@@ -127,11 +155,15 @@ def kill_running() -> int:
     with _running_lock:
         procs = list(_running)
     for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill(proc)
     return len(procs)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _record(action: Action, status: str, *, start: float = 0.0, stop: float = 0.0,

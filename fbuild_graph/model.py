@@ -108,7 +108,8 @@ class Artifact:
 class ActionRecord:
     """What happened to one action. `status`: ok (it ran and succeeded), up-to-date (its signature matched:
     it did not run), cached (a stage-1 output taken from the cache), failed (the tool exited non-zero or
-    could not start) or skipped (an earlier action or a dependency failed)."""
+    could not start), skipped (an earlier action or a dependency failed) or cancelled (the run was
+    superseded: the tool was killed or never started)."""
 
     key: str
     kind: str

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
+import threading
 from typing import Callable, Optional, Sequence
 
+from . import supersede
 from .cache import CacheSpec
 from .errors import FbuildError
 from .execute import kill_running, run_step
@@ -82,35 +83,55 @@ def _check_resources(client, scheduler: str) -> None:
         )
 
 
-def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec]) -> None:
+def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
+        group: Optional[str] = None, claim: bool = False) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
-    `cache` themselves for the actions they cache by content."""
+    `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
+    `claim`), a newer run's claim stops this one: Superseded is raised once its tasks are cancelled."""
     from distributed import as_completed
 
-    run_id = uuid.uuid4().hex[:8]
+    run_id = supersede.new_run_id()
+    superseded = threading.Event()
+    waiting: dict[str, object] = {}
+
+    def stop_waiting() -> None:
+        # Cancelled futures complete at once, which wakes the loop below to notice it was superseded.
+        superseded.set()
+        if "done" in waiting:
+            client.cancel(list(waiting["done"].futures))
+
+    watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
     futures = {}
     for step in steps:
         deps = [futures[d] for d in step.deps]
         futures[step.key] = client.submit(
-            run_step, step, *deps, cache=cache, key=f"{step.key}#{run_id}", resources={step.resource: 1},
-            priority=step.priority, pure=False,
+            run_step, step, *deps, cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None,
+            key=f"{step.key}#{run_id}", resources={step.resource: 1}, priority=step.priority, pure=False,
         )
     owners = {future.key: step.owner for step, future in zip(steps, futures.values())}
-    done = as_completed(list(futures.values()))
+    done = waiting["done"] = as_completed(list(futures.values()))
+    if superseded.is_set():
+        stop_waiting()
     # Drop our references as results arrive, so finished results do not pile up in memory.
     futures.clear()
     try:
         for future in done:
+            if superseded.is_set():
+                break
             result = _result(future, owners.pop(future.key))
             future.release()
             if not on_result(result):
                 break
     finally:
+        if watcher:
+            watcher.stop()
         pending = list(done.futures)
         if pending:
             client.cancel(pending)
             kill_running()
+    if watcher and watcher.superseded_by:
+        raise watcher.error()
 
 
 def _result(future, owner: str) -> StepResult:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -76,3 +78,118 @@ def test_a_cluster_without_the_resources_is_a_clear_error(dask_cluster):
                    str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
     assert proc.returncode == 2
     assert "offers the framework resource" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def runners(tmp_path):
+    """A scheduler and `fbuild-graph worker` runners (one framework and one sketch slot each), each with its
+    own scratch folder; start_runner() adds one and returns its process."""
+    scheduler_file = tmp_path / "scheduler.json"
+    bin_dir = Path(sys.executable).parent
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+
+    def start_runner() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "worker", address, "--framework-jobs", "1",
+                                 "--sketch-jobs", "1", "--local-directory", str(tmp_path / f"runner{len(procs)}")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        yield address, start_runner
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _copies(tmp_path, count: int) -> Path:
+    """`count` copies of the core's examples under distinct names: enough work to act on mid-build."""
+    root = tmp_path / "sketches"
+    for example in sorted(PLATFORM.glob("libraries/*/examples/*")):
+        for i in range(count):
+            target = root / f"{example.name}_{i}"
+            target.mkdir(parents=True)
+            (target / f"{example.name}_{i}.ino").write_text((example / f"{example.name}.ino").read_text())
+    return root
+
+
+def test_two_runners_share_the_work_and_build_the_same_bytes_as_a_local_cluster(runners, tmp_path):
+    address, start_runner = runners
+    start_runner()
+    start_runner()
+    _wait_for_workers(address, 4)
+    sketches = PLATFORM / "libraries"
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    proc = run_cli("compile-many", "--board", "uno", "--scheduler", address, "--cache-mode", "off", "-o", str(remote),
+                   str(sketches))
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("compile-many", "--board", "uno", "--cache-mode", "off", "-o", str(local), str(sketches)).returncode == 0
+    per_worker: dict[str, int] = {}
+    for t in read_tsv(remote / "tasks.tsv"):
+        per_worker[t["worker"]] = per_worker.get(t["worker"], 0) + 1
+    assert len(per_worker) == 4 and min(per_worker.values()) > 0, per_worker  # both runners, both classes
+    for hex_file in local.glob("sketches/*/firmware.hex"):
+        assert (remote / "sketches" / hex_file.parent.name / "firmware.hex").read_bytes() == hex_file.read_bytes()
+
+
+def test_a_worker_killed_mid_build_does_not_fail_the_build(runners, tmp_path):
+    address, start_runner = runners
+    runner = start_runner()
+    start_runner()
+    _wait_for_workers(address, 4)
+    out = tmp_path / "out"
+    build = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "compile-many", "--board", "uno", "--scheduler",
+                              address, "--cache-mode", "off", "-o", str(out), str(_copies(tmp_path, 2))],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in build.stderr:
+        if line.startswith("[3/"):
+            break
+    workers = subprocess.run(["pgrep", "-P", str(runner.pid)], capture_output=True, text=True).stdout.split()
+    assert workers, "the runner has no worker processes"
+    for pid in workers:  # the nanny restarts them; their tasks are recomputed elsewhere
+        os.kill(int(pid), signal.SIGKILL)
+    build.communicate(timeout=300)
+    report = json.loads((out / "results.json").read_text())
+    assert build.returncode == 0, [s["error"] for s in report["sketches"] if s["error"]]
+    assert {s["status"] for s in report["sketches"]} == {"ok"} and len(report["sketches"]) == 38
+
+
+def test_a_newer_run_in_the_group_cancels_the_older_one(runners, tmp_path):
+    address, start_runner = runners
+    start_runner()
+    _wait_for_workers(address, 2)
+    old_out = tmp_path / "old"
+    old = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "compile-many", "--board", "uno", "--scheduler",
+                            address, "--cache-mode", "off", "--group", "main", "-o", str(old_out),
+                            str(_copies(tmp_path, 3))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in old.stderr:
+        if line.startswith("[2/"):
+            break
+    new = run_cli("compile-many", "--board", "uno", "--scheduler", address, "--cache-mode", "off", "--group", "main",
+                  "--cancel-in-progress", "-o", str(tmp_path / "new"),
+                  str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
+    _, rest = old.communicate(timeout=120)
+    assert new.returncode == 0, new.stderr
+    assert old.returncode == 3
+    assert "superseded by run" in rest and "group 'main'" in rest
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-f", str(old_out)], capture_output=True, text=True).stdout == ""
+    report = json.loads((old_out / "results.json").read_text())
+    statuses = {s["status"] for s in report["sketches"]}
+    assert "cancelled" in statuses and statuses <= {"ok", "cancelled"} and report["exit_code"] == 3
+
+
+def test_group_flags_need_a_scheduler(tmp_path):
+    proc = run_cli("compile-many", "--board", "uno", "--group", "main", str(PLATFORM / "libraries"))
+    assert proc.returncode == 2 and "--scheduler" in proc.stderr

@@ -1,0 +1,36 @@
+"""`fbuild-graph worker`: serve one runner's slots to a Dask scheduler.
+
+One process, two workers: one offering `framework` slots, one offering `sketch` slots, each under a nanny
+that restarts it if it dies (its lost tasks are recomputed). One worker per class for the same reason as
+the local cluster: a worker only tries its top-priority resource-constrained task (distributed#6136).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Optional
+
+from .model import FRAMEWORK, SKETCH
+from .runner import LOCAL_CLUSTER_CONFIG
+
+
+def serve(scheduler: str, framework_jobs: int, sketch_jobs: int, local_directory: Optional[str] = None) -> None:
+    import dask
+    from distributed import Nanny
+
+    # What the local cluster turns off costs the same CPU here; work stealing stays on between runners.
+    dask.config.set({k: v for k, v in LOCAL_CLUSTER_CONFIG.items() if "work-stealing" not in k})
+    host = socket.gethostname()
+
+    async def run() -> None:
+        nannies = [
+            Nanny(scheduler, nthreads=jobs, resources={name: jobs}, name=f"{host}-{os.getpid()}-{name}",
+                  local_directory=local_directory)
+            for name, jobs in ((FRAMEWORK, framework_jobs), (SKETCH, sketch_jobs))
+        ]
+        await asyncio.gather(*nannies)
+        await asyncio.gather(*(nanny.finished() for nanny in nannies))
+
+    asyncio.run(run())
