@@ -97,7 +97,7 @@ class Collector:
         header = _log_header(sk, self.libraries_of.get(sk.id, ()), self.layout)
         results.write_atomic(log, results.format_log(records, header) + (f"# error: {error}\n" if error else ""))
         result = SketchResult(
-            sketch=sk.name, id=sk.id, path=sk.path, status="failed" if error else "ok", seconds=round(seconds, 3),
+            sketch=sk.name, id=sk.id, path=sk.path, status=_status(records, error), seconds=round(seconds, 3),
             out_dir=self.layout.sketch_dir(sk.id), log=log, flash=size and size.flash, flash_max=flash_max,
             ram=size and size.ram, ram_max=ram_max, error=error, artifacts=published)
         self._record(result)
@@ -177,10 +177,17 @@ _ERROR_LINES = (re.compile(r"(fatal )?error: "), re.compile(r"undefined referenc
                 re.compile(r"error", re.IGNORECASE))
 
 
+def _status(records: Sequence[ActionRecord], error: Optional[str]) -> str:
+    if any(r.status == "cancelled" for r in records):
+        return "cancelled"
+    return "failed" if error else "ok"
+
+
 def _first_error(records: Sequence[ActionRecord]) -> str:
     failed = next((r for r in records if r.status == "failed"), None)
     if failed is None:
-        return "failed"
+        cancelled = any(r.status == "cancelled" for r in records)
+        return "cancelled: the run was superseded" if cancelled else "failed"
     lines = [line.strip() for line in failed.output.splitlines() if line.strip() and not line.startswith("collect2")]
     for pattern in _ERROR_LINES:
         line = next((l for l in lines if pattern.search(l)), None)

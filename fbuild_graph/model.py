@@ -138,8 +138,8 @@ class StepResult:
 
 @frozen
 class SketchResult:
-    """One line of the result map. `status`: ok, failed or interrupted. Sizes are bytes; `None` when the
-    build stopped before the size step."""
+    """One line of the result map. `status`: ok, failed, interrupted or cancelled (superseded). Sizes are
+    bytes; `None` when the build stopped before the size step."""
 
     sketch: str
     id: str

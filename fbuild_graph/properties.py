@@ -51,17 +51,17 @@ def layer(*layers: Mapping[str, str]) -> dict[str, str]:
 
 def expand(template: str, props: Mapping[str, str], *, what: str) -> str:
     """Expand every `{key}` recursively; an unknown key raises FbuildError naming `what` and the key."""
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key in props:
+            return props[key]
+        missing.append(key)
+        return match.group(0)
+
     text = template
     for _ in range(_MAX_DEPTH):
-        missing: list[str] = []
-
-        def sub(match: re.Match[str]) -> str:
-            key = match.group(1)
-            if key in props:
-                return props[key]
-            missing.append(key)
-            return match.group(0)
-
         new = _PLACEHOLDER.sub(sub, text)
         if missing:
             raise FbuildError(
