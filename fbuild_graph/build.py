@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fingerprint, libraries, plan, results, runner, supersede, toolchain
+from . import ccache, execute, fingerprint, libraries, plan, results, runner, supersede, toolchain, transfer
 from . import graph as graphs
 from . import sketch as sketches
 from .collect import Collector
@@ -141,6 +141,17 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     return exit_code, report
 
 
+def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipment:
+    """For workers that share no disk with us: the sketches, the user libraries (the installed platform's
+    own are on every worker host) and the stage-1 files that came from our cache."""
+    platform = prepared.board.platform_path + os.sep
+    libs = [lib.root for lib in prepared.discovery.libraries if not lib.root.startswith(platform)]
+    sketch_dirs = [sk.path for sk in prepared.sketches]
+    cached = [path for unit in prepared.units if unit.owner in restored for _, path in unit.outputs]
+    mirror = transfer.Mirror(roots=tuple(dict.fromkeys([prepared.layout.out, *sketch_dirs, *libs])))
+    return transfer.Shipment(mirror=mirror, sources=transfer.read_sources([*sketch_dirs, *libs, *cached]))
+
+
 def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Callable[[Optional[str]], tuple[str, ...]]]:
     if not config.ccache or config.cache_mode == "off":
         return None
@@ -170,8 +181,10 @@ def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, rest
             start = time.time() - t0
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
                 phases.append(Phase("cluster_start", start, time.time() - t0))
-                runner.run(client, steps, collector.on_result, spec if store.mode != "off" else None,
-                           config.group, config.cancel_in_progress)
+                remote = _shipment(prepared, restored) if config.scheduler else None
+                # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
+                cache = spec if store.mode != "off" and remote is None else None
+                runner.run(client, steps, collector.on_result, cache, config.group, config.cancel_in_progress, remote)
     except supersede.Superseded as exc:
         progress(f"error: {exc}")
         collector.finish_unfinished("cancelled", str(exc))

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import evolve
 
-from . import recipes, results
+from . import recipes, results, transfer
 from .layout import Layout
 from .model import OK_STATUSES, ActionRecord, Board, Sketch, SketchResult, StepResult
 from .plan import Step
@@ -49,6 +49,8 @@ class Collector:
 
     def on_result(self, result: StepResult) -> bool:
         """Returns False when the build must stop (the core failed: nothing can link)."""
+        if result.files:
+            transfer.write_back(result.files)
         self.records[result.owner].extend(result.records)
         # tasks.tsv needs timings, not command lines and output (those go to the logs and are dropped), so
         # memory grows with the sketch count by a small record per action only.

@@ -18,10 +18,11 @@ import threading
 import time
 from typing import Callable, Optional
 
-from . import signature
+from . import signature, transfer
 from .cache import Cache, CacheSpec
 from .model import OK_STATUSES, Action, ActionRecord, Artifact, StepResult
 from .plan import Step
+from .transfer import Mirror
 
 # The firmware steps' actions are cached by content: their inputs (objects from ccache, archives from the
 # stage-1 cache) are the same bytes in any checkout, and the link is what a fresh runner would still spend
@@ -35,18 +36,30 @@ _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
 
-def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None,
-             cancel_event: Optional[str] = None) -> StepResult:
+def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, cancel_event: Optional[str] = None,
+             mirror: Optional[tuple[tuple[str, ...], str]] = None, sources: Optional[dict[str, bytes]] = None) -> StepResult:
     """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
-    starts and a running tool is killed."""
+    starts and a running tool is killed. With a `mirror` (roots and client host of a transfer.Mirror: a
+    worker that shares no disk with the client),
+    the sources and the dependencies' outputs are materialized under it first, the actions run there,
+    and the outputs' bytes travel back in the result."""
     cancelled = _event_poller(cancel_event)
     blocked = next((d for d in deps if not d.ok), None)
     if blocked is not None:
         why = blocked.blocked_by or blocked.owner
         return StepResult(step=step.key, owner=step.owner, ok=False, blocked_by=why,
                           records=tuple(_record(a, "skipped") for a in step.actions))
+    actions = step.actions
+    base = ""
+    if mirror is not None:
+        local = Mirror(*mirror)
+        base = local.base()
+        transfer.materialize(sources or {}, base)
+        for dep in deps:
+            transfer.materialize(dep.files, base)
+        actions = tuple(local.localize(a, base) for a in actions)
     records: list[ActionRecord] = []
-    for action in step.actions:
+    for action in actions:
         if records and records[-1].status not in OK_STATUSES:
             records.append(_record(action, "skipped"))
             continue
@@ -55,9 +68,10 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None,
             continue
         records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None, cancelled))
     ok = all(r.status in OK_STATUSES for r in records)
-    artifacts = tuple(Artifact(path=p, sha256=signature.digest(p))
-                      for a in step.actions for p in a.outputs if ok and os.path.isfile(p))
-    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts)
+    outputs = [p for a in actions for p in (*a.outputs, a.stdout_path) if p and ok and os.path.isfile(p)]
+    artifacts = tuple(Artifact(path=p[len(base):], sha256=signature.digest(p)) for p in outputs)
+    files = transfer.collect(outputs, base) if mirror is not None else {}
+    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts, files=files)
 
 
 def up_to_date(step: Step) -> bool:

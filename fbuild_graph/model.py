@@ -126,7 +126,9 @@ class ActionRecord:
 
 @frozen
 class StepResult:
-    """The outcome of one Dask task. `blocked_by` names the owner whose failure skipped this step."""
+    """The outcome of one Dask task. `blocked_by` names the owner whose failure skipped this step. `files`
+    holds the outputs' bytes by client path when the worker shares no disk with the client (see
+    transfer.py); empty otherwise."""
 
     step: str
     owner: str
@@ -134,6 +136,7 @@ class StepResult:
     records: tuple[ActionRecord, ...]
     artifacts: tuple[Artifact, ...] = ()
     blocked_by: Optional[str] = None
+    files: dict[str, bytes] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @frozen

@@ -22,6 +22,7 @@ from .errors import FbuildError
 from .execute import kill_running, run_step
 from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
 from .plan import Step
+from .transfer import Shipment
 
 # For the in-process cluster only. Each costs CPU that the compilers on the same cores want and buys nothing
 # here: work stealing (one worker per class: nothing to steal), the statistical profiler (samples every
@@ -84,11 +85,12 @@ def _check_resources(client, scheduler: str) -> None:
 
 
 def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
-        group: Optional[str] = None, claim: bool = False) -> None:
+        group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
     `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
-    `claim`), a newer run's claim stops this one: Superseded is raised once its tasks are cancelled."""
+    `claim`), a newer run's claim stops this one: Superseded is raised once its tasks are cancelled. A
+    `shipment` (workers that share no disk with us) is scattered once and every task mirrors it."""
     from distributed import as_completed
 
     run_id = supersede.new_run_id()
@@ -102,12 +104,19 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
             client.cancel(list(waiting["done"].futures))
 
     watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
+    remote = {}
+    if shipment is not None:
+        # One object, scattered once: each worker fetches it the first time one of its tasks needs it.
+        # The mirror travels as plain fields: distributed drops fields of this attrs instance on the way
+        # (seen with 2026.8; a plain tuple arrives intact).
+        remote = {"mirror": (shipment.mirror.roots, shipment.mirror.host),
+                  "sources": client.scatter([shipment.sources], hash=False)[0]}
     futures = {}
     for step in steps:
         deps = [futures[d] for d in step.deps]
         futures[step.key] = client.submit(
             run_step, step, *deps, cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None,
-            key=f"{step.key}#{run_id}", resources={step.resource: 1}, priority=step.priority, pure=False,
+            key=f"{step.key}#{run_id}", resources={step.resource: 1}, priority=step.priority, pure=False, **remote,
         )
     owners = {future.key: step.owner for step, future in zip(steps, futures.values())}
     done = waiting["done"] = as_completed(list(futures.values()))

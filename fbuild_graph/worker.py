@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 from typing import Optional
 
 from .model import FRAMEWORK, SKETCH
 from .runner import LOCAL_CLUSTER_CONFIG
+from .transfer import MIRROR_ENV
 
 
 def serve(scheduler: str, framework_jobs: int, sketch_jobs: int, local_directory: Optional[str] = None) -> None:
@@ -23,6 +25,9 @@ def serve(scheduler: str, framework_jobs: int, sketch_jobs: int, local_directory
     # What the local cluster turns off costs the same CPU here; work stealing stays on between runners.
     dask.config.set({k: v for k, v in LOCAL_CLUSTER_CONFIG.items() if "work-stealing" not in k})
     host = socket.gethostname()
+    # Both workers of this runner (and their restarts) share one mirror of the clients' files.
+    os.environ[MIRROR_ENV] = os.path.join(os.path.abspath(local_directory or tempfile.gettempdir()),
+                                          "fbuild-graph-mirror")
 
     async def run() -> None:
         nannies = [

@@ -141,6 +141,12 @@ def test_two_runners_share_the_work_and_build_the_same_bytes_as_a_local_cluster(
     assert len(per_worker) == 4 and min(per_worker.values()) > 0, per_worker  # both runners, both classes
     for hex_file in local.glob("sketches/*/firmware.hex"):
         assert (remote / "sketches" / hex_file.parent.name / "firmware.hex").read_bytes() == hex_file.read_bytes()
+    # The runners built in mirrors under their own folders; the client only received the files. Signatures
+    # are written where an action runs, so none is in the client's output folder.
+    assert list(tmp_path.glob("runner*/fbuild-graph-mirror/*/**/firmware.elf"))
+    assert not list(remote.rglob("*.fbsig")) and list(local.rglob("*.fbsig"))
+    assert "fbuild-graph-mirror" in (remote / "sketches" / "master_reader" / "build.log").read_text()
+    assert (remote / "stage1" / "core" / "core.a").is_file()
 
 
 def test_a_worker_killed_mid_build_does_not_fail_the_build(runners, tmp_path):

@@ -1,0 +1,119 @@
+"""Files between hosts that share no disk: by content, through Dask.
+
+On a remote cluster a worker keeps a mirror of the client's files under its own local directory: the
+client path P is MIRROR/P. The sketches and user libraries travel once per build, as one scattered
+mapping of path to bytes, and stay in the mirror between builds (rewritten only when their content
+changes); every step returns its outputs' bytes in its result, so a step on another worker materializes
+what it lacks, checked by digest, and the client writes them into its --out. The installed core and
+toolchain are not mirrored: every worker host has its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import threading
+from typing import Mapping, Sequence
+
+from attrs import evolve, frozen
+
+from .model import Action
+
+_written: dict[str, str] = {}  # mirror path -> sha256 of what this process last wrote or checked there
+_written_lock = threading.Lock()
+
+
+MIRROR_ENV = "FBUILD_GRAPH_MIRROR"
+
+
+@frozen
+class Mirror:
+    """The client folders whose files are mirrored (the output folder, the sketches, the user libraries),
+    and the client's host name: two clients with the same paths never share a mirror."""
+
+    roots: tuple[str, ...]
+    host: str = socket.gethostname()
+
+    def base(self) -> str:
+        """`fbuild-graph worker` names a folder that outlives its workers (MIRROR_ENV), so sources and
+        up-to-date outputs stay between builds; a plain `dask worker` gets its own scratch folder."""
+        top = os.environ.get(MIRROR_ENV)
+        if not top:
+            from distributed import get_worker
+
+            top = os.path.join(get_worker().local_directory, "fbuild-graph-mirror")
+        return os.path.join(top, self.host)
+
+    def localize(self, action: Action, base: str) -> Action:
+        """The same action with every mirrored client path moved under `base`."""
+        pattern = re.compile("|".join(re.escape(r) for r in sorted(self.roots, key=len, reverse=True)))
+
+        def move(text: str) -> str:
+            return pattern.sub(lambda m: base + m.group(0), text)
+
+        return evolve(action, argv=tuple(map(move, action.argv)), inputs=tuple(map(move, action.inputs)),
+                      outputs=tuple(map(move, action.outputs)), launcher=tuple(map(move, action.launcher)),
+                      stdout_path=move(action.stdout_path) if action.stdout_path else None,
+                      cwd=move(action.cwd) if action.cwd else None)
+
+
+@frozen
+class Shipment:
+    """What a remote build sends its workers: the mirror's roots, and the client files they need."""
+
+    mirror: Mirror
+    sources: dict[str, bytes]
+
+
+def read_sources(paths: Sequence[str]) -> dict[str, bytes]:
+    """What workers need from the client's disk: every file below the given files and folders."""
+    found: dict[str, bytes] = {}
+    for path in paths:
+        if os.path.isfile(path):
+            found[path] = _read(path)
+            continue
+        for here, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if d not in (".git", "examples", "extras")]
+            for name in files:
+                found[os.path.join(here, name)] = _read(os.path.join(here, name))
+    return found
+
+
+def materialize(files: Mapping[str, bytes], base: str) -> None:
+    """Write each client file under `base` unless the mirror already holds exactly its content."""
+    for path, data in files.items():
+        target = base + path
+        digest = hashlib.sha256(data).hexdigest()
+        with _written_lock:
+            if _written.get(target) == digest and os.path.exists(target):
+                continue
+        if not (os.path.isfile(target) and hashlib.sha256(_read(target)).hexdigest() == digest):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.tmp{os.getpid()}.{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        with _written_lock:
+            _written[target] = digest
+
+
+def collect(outputs: Sequence[str], base: str) -> dict[str, bytes]:
+    """The bytes of a step's outputs, under their client paths."""
+    return {path[len(base):]: _read(path) for path in outputs if os.path.isfile(path)}
+
+
+def write_back(files: Mapping[str, bytes]) -> None:
+    """On the client: put a step's outputs where a local build would have them."""
+    for path, data in files.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
