@@ -17,23 +17,22 @@ from conftest import PLATFORM, needs_toolchain, read_tsv, run_cli
 pytestmark = needs_toolchain
 
 
+BIN = Path(sys.executable).parent
+
+
 @pytest.fixture
-def dask_cluster(tmp_path):
-    """A scheduler and two workers, one per resource class, as the README recommends."""
+def scheduler(tmp_path):
+    """A real scheduler on loopback; yields (address, procs): processes appended to procs are stopped
+    first, then the scheduler."""
     scheduler_file = tmp_path / "scheduler.json"
-    bin_dir = Path(sys.executable).parent
-    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
                                "--no-dashboard", "--scheduler-file", str(scheduler_file)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         deadline = time.time() + 60
         while not scheduler_file.exists() and time.time() < deadline:
             time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
-        yield address, lambda resources, nthreads: procs.append(subprocess.Popen(
-            [str(bin_dir / "dask"), "worker", address, "--nthreads", str(nthreads), "--resources", resources,
-             "--no-dashboard", "--no-nanny", "--local-directory", str(tmp_path / f"w{len(procs)}")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield json.loads(scheduler_file.read_text())["address"], procs
     finally:
         for p in reversed(procs):  # workers first: a worker whose scheduler vanished retries to reconnect
             p.terminate()
@@ -42,6 +41,16 @@ def dask_cluster(tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@pytest.fixture
+def dask_cluster(scheduler, tmp_path):
+    """Plain `dask worker`s, one per resource class, as the README describes."""
+    address, procs = scheduler
+    yield address, lambda resources, nthreads: procs.append(subprocess.Popen(
+        [str(BIN / "dask"), "worker", address, "--nthreads", str(nthreads), "--resources", resources,
+         "--no-dashboard", "--no-nanny", "--local-directory", str(tmp_path / f"w{len(procs)}")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
 
 def _wait_for_workers(address: str, count: int) -> None:
@@ -81,14 +90,10 @@ def test_a_cluster_without_the_resources_is_a_clear_error(dask_cluster):
 
 
 @pytest.fixture
-def runners(tmp_path):
-    """A scheduler and `fbuild-graph worker` runners (one framework and one sketch slot each), each with its
-    own scratch folder; start_runner() adds one and returns its process."""
-    scheduler_file = tmp_path / "scheduler.json"
-    bin_dir = Path(sys.executable).parent
-    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+def runners(scheduler, tmp_path):
+    """`fbuild-graph worker` runners (one framework and one sketch slot each), each with its own folder;
+    start_runner() adds one and returns its process."""
+    address, procs = scheduler
 
     def start_runner() -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "worker", address, "--framework-jobs", "1",
@@ -97,20 +102,7 @@ def runners(tmp_path):
         procs.append(proc)
         return proc
 
-    try:
-        deadline = time.time() + 60
-        while not scheduler_file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
-        yield address, start_runner
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+    yield address, start_runner
 
 
 def _copies(tmp_path, count: int) -> Path:
