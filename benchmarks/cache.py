@@ -55,13 +55,7 @@ class Run:
 
 
 def main() -> int:
-    try:
-        return benchmark(parse_args())
-    except SystemExit as exc:
-        # compare.py's helpers exit with their own name; say which benchmark stopped.
-        if isinstance(exc.code, str) and exc.code.startswith("compare.py:"):
-            sys.exit("cache.py:" + exc.code[len("compare.py:"):])
-        raise
+    return compare.run_as("cache.py", lambda: benchmark(parse_args()))
 
 
 def benchmark(args: argparse.Namespace) -> int:

@@ -75,6 +75,17 @@ class Tools:
         return [*self.job_args, "--cache-mode", "off"]
 
 
+def run_as(name: str, benchmark: Callable[[], int]) -> int:
+    """Run another benchmark built on this module's helpers: they exit with this module's name, so say
+    which benchmark stopped."""
+    try:
+        return benchmark()
+    except SystemExit as exc:
+        if isinstance(exc.code, str) and exc.code.startswith("compare.py:"):
+            sys.exit(f"{name}:" + exc.code[len("compare.py:"):])
+        raise
+
+
 def main() -> int:
     args = parse_args()
     cores = os.cpu_count() or 1
