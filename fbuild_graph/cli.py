@@ -113,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--framework-jobs", type=_positive, default=min(os.cpu_count() or 1, 2))
     worker.add_argument("--sketch-jobs", type=_positive, default=os.cpu_count() or 1)
     worker.add_argument("--local-directory", metavar="DIR", help="the workers' scratch folder")
+    report = sub.add_parser("report", help="where the time of a build went, from its TSVs",
+                            description="Print the phase table and the ten slowest actions of a build from its "
+                            "phases.tsv and tasks.tsv; --png also draws the worker timeline.")
+    report.add_argument("build_dir", metavar="BUILD_DIR", help="the --out folder of a compile-many run")
+    report.add_argument("--png", metavar="FILE", help="write the timeline of every action per worker (needs matplotlib)")
     cache = sub.add_parser("cache", help="see, bound and bake the build cache")
     verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
@@ -175,6 +180,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return code
         if args.command == "cache":
             return _cache(args)
+        if args.command == "report":
+            from . import report
+
+            sys.stdout.write(report.text(args.build_dir))
+            if args.png:
+                report.timeline_png(args.build_dir, args.png)
+            return 0
         if args.command == "worker":
             from .worker import serve
 
