@@ -56,7 +56,7 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
         base = local.base()
         transfer.materialize(sources or {}, base)
         for dep in deps:
-            transfer.materialize(dep.files, base)
+            transfer.materialize(dep.files, base, {a.path: a.sha256 for a in dep.artifacts})
         actions = tuple(local.localize(a, base) for a in actions)
     records: list[ActionRecord] = []
     for action in actions:

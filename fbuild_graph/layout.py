@@ -45,9 +45,6 @@ class Layout:
     def sketch_log(self, sketch_id: str) -> str:
         return os.path.join(self.sketch_dir(sketch_id), "build.log")
 
-    def file(self, name: str) -> str:
-        return os.path.join(self.out, name)
-
 
 def merged_name(sketch_name: str) -> str:
     """The merged sketch source, named as arduino-builder names it."""

@@ -81,11 +81,14 @@ def read_sources(paths: Sequence[str]) -> dict[str, bytes]:
     return found
 
 
-def materialize(files: Mapping[str, bytes], base: str) -> None:
-    """Write each client file under `base` unless the mirror already holds exactly its content."""
+def materialize(files: Mapping[str, bytes], base: str, digests: Mapping[str, str] = {}) -> None:
+    """Write each client file under `base` unless the mirror already holds exactly its content. A file
+    whose bytes disagree with the digest its producer recorded (`digests`) is refused, not used."""
     for path, data in files.items():
         target = base + path
         digest = hashlib.sha256(data).hexdigest()
+        if digests.get(path, digest) != digest:
+            raise ValueError(f"{path} arrived with digest {digest[:12]}, its producer recorded {digests[path][:12]}")
         with _written_lock:
             if _written.get(target) == digest and os.path.exists(target):
                 continue

@@ -199,3 +199,29 @@ def test_ninja_export_has_pools_and_every_toolchain_command(dag, monkeypatch):
     toolchain_actions = [a for a in graph.actions_of(dag) if a.kind != "preprocess"]
     assert text.count("\nbuild ") == len(toolchain_actions)
     assert "avr-gcc-ar" in text and "pool = framework" in text and "pool = sketch" in text
+
+
+# transfer -----------------------------------------------------------------------------------------------
+
+def test_transferred_files_are_checked_against_the_digest_their_producer_recorded(tmp_path):
+    import hashlib
+
+    from fbuild_graph import transfer
+
+    transfer.materialize({"/out/a.o": b"good"}, str(tmp_path), {"/out/a.o": hashlib.sha256(b"good").hexdigest()})
+    assert (tmp_path / "out" / "a.o").read_bytes() == b"good"
+    with pytest.raises(ValueError, match="digest"):
+        transfer.materialize({"/out/b.o": b"damaged"}, str(tmp_path), {"/out/b.o": hashlib.sha256(b"sent").hexdigest()})
+    assert not (tmp_path / "out" / "b.o").exists()
+
+
+def test_a_mirror_moves_only_the_client_roots(tmp_path):
+    from fbuild_graph.model import Action
+    from fbuild_graph.transfer import Mirror
+
+    action = Action(key="k", kind="compile", owner="core", resource="framework", step="s",
+                    argv=("/usr/bin/avr-g++", "-I/usr/share/arduino/x", "-I/home/ci/libs/A/src", "/home/ci/out/a.cpp"),
+                    inputs=("/home/ci/out/a.cpp",), outputs=("/home/ci/out/a.cpp.o",), cwd="/home/ci/out")
+    moved = Mirror(roots=("/home/ci/out", "/home/ci/libs/A")).localize(action, "/m")
+    assert moved.argv == ("/usr/bin/avr-g++", "-I/usr/share/arduino/x", "-I/m/home/ci/libs/A/src", "/m/home/ci/out/a.cpp")
+    assert moved.outputs == ("/m/home/ci/out/a.cpp.o",) and moved.cwd == "/m/home/ci/out"
