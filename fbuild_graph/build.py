@@ -20,6 +20,7 @@ from . import board as boards
 from . import ccache, execute, fingerprint, libraries, plan, results, runner, supersede, toolchain, transfer
 from . import graph as graphs
 from . import sketch as sketches
+from . import progress as progress_views
 from .collect import Collector
 from .errors import FbuildError
 from .layout import Layout
@@ -109,8 +110,11 @@ def _sources(folder: str) -> list[str]:
     return [os.path.join(folder, f) for f in compile_order(found)]
 
 
-def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None) -> tuple[int, BuildReport]:
-    """Build every sketch. `t0` is when the process began importing us, so start-up cost shows as a phase."""
+def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None,
+                 view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout)) -> tuple[int, BuildReport]:
+    """Build every sketch. `progress` says notes and errors; `view(total)` makes what shows units and
+    sketches finishing (see progress.py). `t0` is when the process began importing us, so start-up cost
+    shows as a phase."""
     t0 = t0 or time.time()
     begin = time.time() - t0
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
@@ -123,7 +127,11 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
             progress(line)
         restored = _restore_stage1(store, prepared.units, prepared.layout)
         phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
-        collector, exit_code = _run(config, prepared, spec, store, restored, phases, progress, t0)
+        shown = view(len(prepared.sketches))
+        try:
+            collector, exit_code = _run(config, prepared, spec, store, restored, phases, progress, shown, t0)
+        finally:
+            shown.close()
     stage1_key, stage1_cache = fingerprint.combined_key(prepared.units), _cache_state(store, prepared.units, restored)
     phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
     phases.append(Phase("total", 0.0, time.time() - t0))
@@ -160,13 +168,13 @@ def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Ca
 
 
 def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, restored: Mapping[str, str], phases: list[Phase],
-         progress: Callable[[str], None], t0: float) -> tuple[Collector, int]:
+         progress: Callable[[str], None], shown, t0: float) -> tuple[Collector, int]:
     """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes."""
     layout = prepared.layout
     steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
     units = {u.owner: u for u in prepared.units}
     collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
-                          prepared.discovery.unresolved, t0, progress,
+                          prepared.discovery.unresolved, t0, shown,
                           on_stage1_ok=lambda owner: store.put(STAGE1, units[owner].key, dict(units[owner].outputs)))
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
@@ -240,8 +248,12 @@ def _stage_phases(collector: Collector, t0: float, restored_at: float, key: str,
 
 
 def print_table(report: BuildReport) -> None:
+    sys.stdout.write(results.format_table(report.sketches))
+    print_summary(report)
+
+
+def print_summary(report: BuildReport) -> None:
     out = sys.stdout
-    out.write(results.format_table(report.sketches))
     ok = sum(r.status == "ok" for r in report.sketches)
     total = next(p.seconds for p in report.phases if p.name == "total")
     out.write(f"{len(report.sketches)} sketches for {report.board}: {ok} ok, {len(report.sketches) - ok} not ok "

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 from . import board as boards
 from attrs import evolve
 
-from .build import Config, compile_many, default_cache_dir, prepare, print_table
+from . import progress
+from .build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
 from .cache import CACHE_MODES
 from .errors import FbuildError
 
@@ -95,7 +96,9 @@ def parser() -> argparse.ArgumentParser:
                           "2: usage or configuration error; 3: superseded by a newer run of --group; "
                           "130: interrupted.")
     _build_args(many, jobs=True)
-    many.add_argument("--json", action="store_true", help="print the result map as JSON instead of a table")
+    many.add_argument("--json", action="store_true",
+                      help="print the result map as JSON on stdout (progress lines go to stderr)")
+    many.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and errors)")
     graph = sub.add_parser("graph", help="export the build DAG (for ninja or inspection)",
                            description="Export the actions compile-many would run. With --format ninja, the "
                            "sketches are preprocessed now and build.ninja runs every toolchain command with "
@@ -170,13 +173,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "compile-many":
-            code, report = compile_many(_config(args), progress=_note, t0=_STARTED)
+            live = sys.stdout.isatty() and not (args.json or args.quiet)
+            code, report = compile_many(_config(args), progress=_note, t0=_STARTED,
+                                        view=lambda total: progress.view(args.json, args.quiet, total))
             if args.json:
                 from .results import to_json
 
                 sys.stdout.write(to_json(report))
+            elif live:
+                print_table(report)  # the live display is gone: the table is what stays on the terminal
             else:
-                print_table(report)
+                print_summary(report)  # the per-sketch lines above already are the table
             return code
         if args.command == "cache":
             return _cache(args)

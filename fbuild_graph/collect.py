@@ -28,11 +28,11 @@ class Collector:
 
     def __init__(self, board: Board, sketches: Sequence[Sketch], steps: Sequence[Step], layout: Layout,
                  libraries_of: Mapping[str, Sequence[str]], unresolved: Mapping[str, Sequence[str]], t0: float,
-                 progress: Callable[[str], None], on_stage1_ok: Callable[[str], None] = lambda owner: None):
+                 view, on_stage1_ok: Callable[[str], None] = lambda owner: None):
         self.board = board
         self.layout = layout
         self.t0 = t0
-        self.progress = progress
+        self.view = view  # progress.Lines, Live or Quiet: what a person sees as units and sketches finish
         self.on_stage1_ok = on_stage1_ok
         self.libraries_of = libraries_of
         self.unresolved = unresolved
@@ -72,8 +72,11 @@ class Collector:
             self._finish(self.sketches[owner])
             return
         records = self.records.pop(owner)
-        results.write_atomic(self.layout.owner_log(owner), results.format_log(records))
-        if all(r.status in OK_STATUSES for r in records):
+        log = self.layout.owner_log(owner)
+        results.write_atomic(log, results.format_log(records))
+        ok = all(r.status in OK_STATUSES for r in records)
+        self.view.stage1_done(owner, ok, sum(r.stop - r.start for r in records if r.start > 0), log)
+        if ok:
             self.on_stage1_ok(owner)
 
     def add_cached(self, owner: str, records: Sequence[ActionRecord], origin: str) -> None:
@@ -107,10 +110,7 @@ class Collector:
     def _record(self, result: SketchResult) -> None:
         results.write_sketch(result.out_dir, result)
         self.results[result.id] = result
-        flash = f"flash={result.flash}/{result.flash_max}" if result.flash is not None else ""
-        detail = result.error if result.error else flash
-        self.progress(f"[{len(self.results)}/{len(self.sketches)}] {result.status.upper():<6} "
-                      f"({result.seconds:.1f}s) {result.id}  {detail}")
+        self.view.sketch_done(result, len(self.results), len(self.sketches))
 
     def _error(self, sk: Sketch, owner: str) -> Optional[str]:
         if owner in self.failed_owner:

@@ -116,3 +116,11 @@ def test_broken_core_fails_fast_with_one_message_and_nothing_half_built(tmp_path
     core_log = (out / "stage1" / "core.log").read_text()
     assert "WMath.cpp" in core_log and "error:" in core_log
     assert "core failed" in report["sketches"][0]["error"] or "core failed to compile" in report["sketches"][0]["error"]
+
+
+@needs_toolchain
+def test_quiet_prints_only_the_summary_line(tmp_path):
+    proc = run_cli("compile-many", "--board", "uno", "--quiet", "-o", str(tmp_path), BLINKISH)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["1 sketches for arduino:avr:uno: 1 ok, 0 not ok in " + proc.stdout.split(" in ")[1].strip()]
+    assert "[stage" not in proc.stdout + proc.stderr

@@ -169,10 +169,15 @@ def test_results_json_round_trips_through_cattrs(big_build: Build):
     assert report.peak_rss_mb > 0
 
 
-def test_table_on_stdout_lists_every_sketch(big_build: Build):
-    for sketch_id in big_build.by_id:
-        assert sketch_id in big_build.proc.stdout
-    assert "ok" in big_build.proc.stdout and "failed" in big_build.proc.stdout
+def test_stdout_has_a_line_per_finished_unit_and_sketch_then_a_summary(big_build: Build):
+    lines = big_build.proc.stdout.splitlines()
+    sketch_lines = {line.split()[3]: line for line in lines if line.startswith("[stage2]")}
+    assert set(sketch_lines) == set(big_build.by_id)
+    assert sketch_lines["master_reader"].startswith("[stage2] OK ") and "flash=" in sketch_lines["master_reader"]
+    assert sketch_lines["syntax_error"].startswith("[stage2] FAIL ") and "log=" in sketch_lines["syntax_error"]
+    assert any(line.startswith("[stage1] OK ") and " core " in line for line in lines)
+    assert any(line.startswith("[stage1] FAIL ") and " Broken " in line for line in lines)
+    assert lines[-1].startswith(f"{len(big_build.by_id)} sketches for arduino:avr:uno: ")
 
 
 def test_per_sketch_result_json_matches_the_map(big_build: Build):
@@ -195,8 +200,8 @@ def test_an_interrupted_build_keeps_finished_results_and_leaves_no_compiler(tmp_
     proc = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "compile-many", "--board", "uno", "--sketch-jobs", "1",
                              "-o", str(out), str(PLATFORM / "libraries")], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
-    for line in proc.stderr:  # interrupt as soon as the first sketch has finished
-        if line.startswith("[1/"):
+    for line in proc.stdout:  # interrupt as soon as the first sketch has finished
+        if line.startswith("[stage2]"):
             break
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)

@@ -150,8 +150,10 @@ def test_a_worker_killed_mid_build_does_not_fail_the_build(runners, tmp_path):
     build = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "compile-many", "--board", "uno", "--scheduler",
                               address, "--cache-mode", "off", "-o", str(out), str(_copies(tmp_path, 2))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in build.stderr:
-        if line.startswith("[3/"):
+    finished = 0
+    for line in build.stdout:
+        finished += line.startswith("[stage2]")
+        if finished == 3:
             break
     workers = subprocess.run(["pgrep", "-P", str(runner.pid)], capture_output=True, text=True).stdout.split()
     assert workers, "the runner has no worker processes"
@@ -171,13 +173,15 @@ def test_a_newer_run_in_the_group_cancels_the_older_one(runners, tmp_path):
     old = subprocess.Popen([sys.executable, "-m", "fbuild_graph", "compile-many", "--board", "uno", "--scheduler",
                             address, "--cache-mode", "off", "--group", "main", "-o", str(old_out),
                             str(_copies(tmp_path, 3))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in old.stderr:
-        if line.startswith("[2/"):
+    finished = 0
+    for line in old.stdout:
+        finished += line.startswith("[stage2]")
+        if finished == 2:
             break
     new = run_cli("compile-many", "--board", "uno", "--scheduler", address, "--cache-mode", "off", "--group", "main",
                   "--cancel-in-progress", "-o", str(tmp_path / "new"),
                   str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
-    _, rest = old.communicate(timeout=120)
+    _, rest = old.communicate(timeout=120)  # stderr: the superseded message
     assert new.returncode == 0, new.stderr
     assert old.returncode == 3
     assert "superseded by run" in rest and "group 'main'" in rest
