@@ -157,7 +157,8 @@ def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipm
     sketch_dirs = [sk.path for sk in prepared.sketches]
     cached = [path for unit in prepared.units if unit.owner in restored for _, path in unit.outputs]
     mirror = transfer.Mirror(roots=tuple(dict.fromkeys([prepared.layout.out, *sketch_dirs, *libs])))
-    return transfer.Shipment(mirror=mirror, sources=transfer.read_sources([*sketch_dirs, *libs, *cached]))
+    sources, digests = transfer.read_sources([*sketch_dirs, *libs, *cached])
+    return transfer.Shipment(mirror=mirror, sources=sources, digests=digests)
 
 
 def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Callable[[Optional[str]], tuple[str, ...]]]:

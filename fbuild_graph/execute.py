@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from . import signature, transfer
 from .cache import Cache, CacheSpec
+from .fileio import write_atomic
 from .model import OK_STATUSES, Action, ActionRecord, Artifact, StepResult
 from .plan import Step
 from .transfer import Mirror
@@ -37,7 +38,8 @@ _running_lock = threading.Lock()
 
 
 def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, cancel_event: Optional[str] = None,
-             mirror: Optional[tuple[tuple[str, ...], str]] = None, sources: Optional[dict[str, bytes]] = None) -> StepResult:
+             mirror: Optional[tuple[tuple[str, ...], str]] = None,
+             sources: Optional[tuple[dict[str, bytes], dict[str, str]]] = None) -> StepResult:
     """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
     starts and a running tool is killed. With a `mirror` (roots and client host of a transfer.Mirror: a
     worker that shares no disk with the client),
@@ -54,7 +56,8 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
     if mirror is not None:
         local = Mirror(*mirror)
         base = local.base()
-        transfer.materialize(sources or {}, base)
+        files, digests = sources or ({}, {})
+        transfer.materialize(files, base, digests)
         for dep in deps:
             transfer.materialize(dep.files, base, {a.path: a.sha256 for a in dep.artifacts})
         actions = tuple(local.localize(a, base) for a in actions)
@@ -68,10 +71,12 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
             continue
         records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None, cancelled))
     ok = all(r.status in OK_STATUSES for r in records)
+    if mirror is None:  # a local build: consumers read the outputs where they are
+        return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records))
     outputs = [p for a in actions for p in (*a.outputs, a.stdout_path) if p and ok and os.path.isfile(p)]
     artifacts = tuple(Artifact(path=p[len(base):], sha256=signature.digest(p)) for p in outputs)
-    files = transfer.collect(outputs, base) if mirror is not None else {}
-    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts, files=files)
+    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts,
+                      files=transfer.collect(outputs, base))
 
 
 def up_to_date(step: Step) -> bool:
@@ -101,7 +106,7 @@ def run_action(action: Action, store: Optional[Cache] = None,
     status = "ok" if returncode == 0 else "cancelled" if returncode is None else "failed"
     if status == "ok":
         if action.stdout_path:
-            _write_atomic(action.stdout_path, output)
+            write_atomic(action.stdout_path, output)
         signature.record(action, command)
         if key:
             store.put(ACTIONS, key, {os.path.relpath(p, action.cwd): p for p in outputs})
@@ -216,8 +221,3 @@ def _remove(path: str) -> None:
         pass
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -126,9 +126,9 @@ class ActionRecord:
 
 @frozen
 class StepResult:
-    """The outcome of one Dask task. `blocked_by` names the owner whose failure skipped this step. `files`
-    holds the outputs' bytes by client path when the worker shares no disk with the client (see
-    transfer.py); empty otherwise."""
+    """The outcome of one Dask task. `blocked_by` names the owner whose failure skipped this step. When the
+    worker shares no disk with the client (see transfer.py), `artifacts` names each output by client path
+    and digest and `files` holds its bytes; both are empty otherwise."""
 
     step: str
     owner: str

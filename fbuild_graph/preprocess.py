@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import sketch as sketches
+from .fileio import write_atomic
 from .layout import merged_name
 from .prototypes import add_prototypes
 
@@ -38,10 +39,7 @@ def preprocess(main_ino: str, dest: str) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(sk.path, rel), target)
     out = os.path.join(dest, merged_name(sk.name))
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(add_prototypes(merge(sk.inos)))
-    os.replace(tmp, out)
+    write_atomic(out, add_prototypes(merge(sk.inos)))
     return out
 
 

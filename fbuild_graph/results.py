@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 import cattrs
 
+from .fileio import write_atomic
 from .model import ActionRecord, BuildReport, Phase, SketchResult
 
 PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
@@ -22,14 +23,6 @@ _converter = cattrs.Converter()
 _converter.register_unstructure_hook(Phase, lambda p: {
     "name": p.name, "start": round(p.start, 4), "stop": round(p.stop, 4), "seconds": round(p.seconds, 4),
     "cache_key": p.cache_key, "cache": p.cache})
-
-
-def write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def to_json(value) -> str:

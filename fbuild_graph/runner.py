@@ -110,7 +110,7 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         # The mirror travels as plain fields: distributed drops fields of this attrs instance on the way
         # (seen with 2026.8; a plain tuple arrives intact).
         remote = {"mirror": (shipment.mirror.roots, shipment.mirror.host),
-                  "sources": client.scatter([shipment.sources], hash=False)[0]}
+                  "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False)[0]}
     futures = {}
     for step in steps:
         deps = [futures[d] for d in step.deps]

@@ -18,6 +18,7 @@ import threading
 from typing import Iterable, Optional
 
 from . import __version__
+from .fileio import write_atomic
 from .model import Action
 
 SUFFIX = ".fbsig"
@@ -109,10 +110,7 @@ def forget(action: Action) -> None:
 def record(action: Action, command: str) -> None:
     path, sig = sig_path(action), signature(action, command)
     if path and sig:
-        tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(sig)
-        os.replace(tmp, path)
+        write_atomic(path, sig)
 
 
 def content_key(action: Action, command: str) -> Optional[str]:

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 from attrs import evolve, frozen
 
+from .fileio import write_atomic
 from .model import Action
 
 _written: dict[str, str] = {}  # mirror path -> sha256 of what this process last wrote or checked there
@@ -61,14 +62,17 @@ class Mirror:
 
 @frozen
 class Shipment:
-    """What a remote build sends its workers: the mirror's roots, and the client files they need."""
+    """What a remote build sends its workers: the mirror's roots, the client files they need, and those
+    files' digests, computed once here so that a worker need not hash them again on every step."""
 
     mirror: Mirror
     sources: dict[str, bytes]
+    digests: dict[str, str]
 
 
-def read_sources(paths: Sequence[str]) -> dict[str, bytes]:
-    """What workers need from the client's disk: every file below the given files and folders."""
+def read_sources(paths: Sequence[str]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """What workers need from the client's disk: every file below the given files and folders, and the
+    sha256 of each."""
     found: dict[str, bytes] = {}
     for path in paths:
         if os.path.isfile(path):
@@ -78,26 +82,25 @@ def read_sources(paths: Sequence[str]) -> dict[str, bytes]:
             dirs[:] = [d for d in dirs if d not in (".git", "examples", "extras")]
             for name in files:
                 found[os.path.join(here, name)] = _read(os.path.join(here, name))
-    return found
+    return found, {path: hashlib.sha256(data).hexdigest() for path, data in found.items()}
 
 
 def materialize(files: Mapping[str, bytes], base: str, digests: Mapping[str, str] = {}) -> None:
     """Write each client file under `base` unless the mirror already holds exactly its content. A file
-    whose bytes disagree with the digest its producer recorded (`digests`) is refused, not used."""
+    whose bytes disagree with the digest its producer recorded (`digests`) is refused, not used. A file this
+    process already wrote with its recorded digest is skipped without hashing: the same sources reach every
+    step of a build."""
     for path, data in files.items():
         target = base + path
-        digest = hashlib.sha256(data).hexdigest()
-        if digests.get(path, digest) != digest:
-            raise ValueError(f"{path} arrived with digest {digest[:12]}, its producer recorded {digests[path][:12]}")
+        recorded = digests.get(path)
         with _written_lock:
-            if _written.get(target) == digest and os.path.exists(target):
+            if recorded and _written.get(target) == recorded and os.path.exists(target):
                 continue
+        digest = hashlib.sha256(data).hexdigest()
+        if recorded and recorded != digest:
+            raise ValueError(f"{path} arrived with digest {digest[:12]}, its producer recorded {recorded[:12]}")
         if not (os.path.isfile(target) and hashlib.sha256(_read(target)).hexdigest() == digest):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.tmp{os.getpid()}.{threading.get_ident()}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
+            write_atomic(target, data)
         with _written_lock:
             _written[target] = digest
 
@@ -110,11 +113,7 @@ def collect(outputs: Sequence[str], base: str) -> dict[str, bytes]:
 def write_back(files: Mapping[str, bytes]) -> None:
     """On the client: put a step's outputs where a local build would have them."""
     for path, data in files.items():
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
 
 
 def _read(path: str) -> bytes:
