@@ -128,8 +128,10 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         restored = _restore_stage1(store, prepared.units, prepared.layout)
         phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
         shown = view(len(prepared.sketches))
+        steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
         try:
-            collector, exit_code = _run(config, prepared, spec, store, restored, phases, progress, shown, t0)
+            collector, exit_code, slots = _run(config, prepared, steps, spec, store, restored, phases, progress,
+                                               shown, t0)
         finally:
             shown.close()
     stage1_key, stage1_cache = fingerprint.combined_key(prepared.units), _cache_state(store, prepared.units, restored)
@@ -141,9 +143,9 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
                          stage1_cache=stage1_cache,
                          peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                         phases=tuple(phases), sketches=ordered)
+                         phases=tuple(phases), sketches=ordered, slots=slots)
     out = prepared.layout.out
-    results.write_tasks(out, collector.all_records, t0)
+    results.write_tasks(out, collector.all_records, t0, plan.waits_for(prepared.graph, steps))
     results.write_phases(out, report.phases)
     results.write_report(out, report)
     return exit_code, report
@@ -168,11 +170,12 @@ def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Ca
     return lambda base_dir: ccache.launcher(writable, layers, base_dir, state_dir)
 
 
-def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, restored: Mapping[str, str], phases: list[Phase],
-         progress: Callable[[str], None], shown, t0: float) -> tuple[Collector, int]:
-    """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes."""
+def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: CacheSpec, store: Cache,
+         restored: Mapping[str, str], phases: list[Phase], progress: Callable[[str], None], shown,
+         t0: float) -> tuple[Collector, int, dict[str, int]]:
+    """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes.
+    Also returns the cluster's slots per resource class."""
     layout = prepared.layout
-    steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
     units = {u.owner: u for u in prepared.units}
     collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
                           prepared.discovery.unresolved, t0, shown,
@@ -180,6 +183,7 @@ def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, rest
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = EXIT_OK
+    slots: dict[str, int] = {}
     try:
         if config.scheduler is None and all(execute.up_to_date(step) for step in steps):
             # Nothing to do: answer from the signatures, in dependency order, without starting (or even
@@ -190,6 +194,7 @@ def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, rest
             start = time.time() - t0
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
                 phases.append(Phase("cluster_start", start, time.time() - t0))
+                slots = runner.slots(client)
                 remote = _shipment(prepared, restored) if config.scheduler else None
                 # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
                 cache = spec if store.mode != "off" and remote is None else None
@@ -205,7 +210,7 @@ def _run(config: Config, prepared: Prepared, spec: CacheSpec, store: Cache, rest
         message = f"the Arduino core failed to compile: {collector.core_error}; see {layout.core_log}"
         progress(f"error: {message}")
         collector.finish_unfinished("failed", message)
-    return collector, exit_code
+    return collector, exit_code, slots
 
 
 def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit], layout: Layout) -> dict[str, str]:

@@ -176,7 +176,9 @@ class Phase:
 
 @frozen
 class BuildReport:
-    """`results.json`: the whole run, for machines. `stage1_cache`: hit, miss, partial or off."""
+    """`results.json`: the whole run, for machines. `stage1_cache`: hit, miss, partial or off. `slots`: how
+    many actions of each resource class could run at once (the workers' resources; empty when nothing ran
+    on a cluster), which is what a timeline's idle share is measured against."""
 
     board: str
     exit_code: int
@@ -185,6 +187,7 @@ class BuildReport:
     peak_rss_mb: float
     phases: tuple[Phase, ...]
     sketches: tuple[SketchResult, ...]
+    slots: dict[str, int] = attrs.field(factory=dict)
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:

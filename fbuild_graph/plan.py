@@ -80,3 +80,15 @@ def _priority(actions: list[Action]) -> int:
     if actions[0].resource == FRAMEWORK:
         return PRIORITY["framework"]
     return PRIORITY["firmware"] if any(a.kind == "link" for a in actions) else PRIORITY["compile"]
+
+
+def waits_for(graph: nx.DiGraph, steps: list[Step]) -> dict[str, tuple[str, ...]]:
+    """Action key -> the actions that had to finish before it could start: the producers of its inputs and,
+    inside a step, the action before it (a step runs its actions one after another). tasks.tsv records
+    this so that a build's critical path can be read back from its timings alone."""
+    after = {key: list(graph.predecessors(key)) for key in graph}
+    for step in steps:
+        for before, action in zip(step.actions, step.actions[1:]):
+            if before.key not in after[action.key]:
+                after[action.key].append(before.key)
+    return {key: tuple(sorted(keys)) for key, keys in after.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import cattrs
 
@@ -17,7 +17,7 @@ from .fileio import write_atomic
 from .model import ActionRecord, BuildReport, Phase, SketchResult
 
 PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
-TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status")
+TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status", "after")
 
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook(Phase, lambda p: {
@@ -63,14 +63,16 @@ def write_phases(out: str, phases: Sequence[Phase]) -> None:
     write_atomic(os.path.join(out, "phases.tsv"), tsv(PHASE_COLUMNS, rows))
 
 
-def write_tasks(out: str, records: Iterable[ActionRecord], t0: float) -> None:
-    """One row per action that ran or was skipped; times in seconds since the build started."""
+def write_tasks(out: str, records: Iterable[ActionRecord], t0: float, after: Mapping[str, Sequence[str]]) -> None:
+    """One row per action that ran or was skipped; times in seconds since the build started. `after`: the
+    keys of the actions each one waited for (see plan.waits_for), separated by `|`, which no portable file
+    name (and so no action key) holds."""
     rows = []
     for r in sorted(records, key=lambda r: (r.start or float("inf"), r.key)):
         ran = r.start > 0
         rows.append((r.key, r.kind, _sketch_of(r.owner), r.resource, r.worker if ran else "",
                      r.start - t0 if ran else None, r.stop - t0 if ran else None,
-                     r.stop - r.start if ran else None, r.status))
+                     r.stop - r.start if ran else None, r.status, "|".join(after.get(r.key, ()))))
     write_atomic(os.path.join(out, "tasks.tsv"), tsv(TASK_COLUMNS, rows))
 
 

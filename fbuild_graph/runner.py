@@ -72,6 +72,16 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         spec.close()
 
 
+def slots(client) -> dict[str, int]:
+    """Resource class -> how many of its actions the cluster's workers run at once."""
+    total = {FRAMEWORK: 0, SKETCH: 0}
+    for worker in client.scheduler_info()["workers"].values():
+        for name, amount in (worker.get("resources") or {}).items():
+            if name in total:
+                total[name] += int(amount)
+    return total
+
+
 def _check_resources(client, scheduler: str) -> None:
     offered: set[str] = set()
     for worker in client.scheduler_info()["workers"].values():
