@@ -122,7 +122,7 @@ def test_phases_tsv_has_the_phases_and_the_cache_key(big_build: Build):
 
 def test_tasks_tsv_has_a_row_per_action(big_build: Build):
     assert list(big_build.tasks[0]) == ["key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds",
-                                         "status"]
+                                         "status", "after"]
     rows = {t["key"]: t for t in big_build.tasks}
     link = rows["sketch/master_reader/link"]
     assert link["kind"] == "link" and link["sketch"] == "master_reader" and link["resource"] == "sketch"
