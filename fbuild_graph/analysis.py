@@ -231,3 +231,13 @@ def sketch_work(build: Build) -> dict[str, float]:
 
 def slowest(build: Build, n: int) -> list[Task]:
     return sorted(build.ran, key=lambda t: t.seconds, reverse=True)[:n]
+
+
+def ideal_wall(framework_work: float, sketch_work: float, framework_jobs: int, sketch_jobs: int,
+               startup: float = 0.0) -> float:
+    """The wall time perfect scaling would give at these job limits, from the work measured where slots
+    contend least: the fixed start-up (no slot shares it) plus the largest of the total work over all slots
+    and each class's work over its own slots, since no schedule beats any of the three. Dependencies (links
+    wait for archives) and cores fewer than slots are what keep a real build above it."""
+    return startup + max((framework_work + sketch_work) / (framework_jobs + sketch_jobs),
+                         framework_work / framework_jobs, sketch_work / sketch_jobs)

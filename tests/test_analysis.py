@@ -78,3 +78,11 @@ def test_sketch_work_counts_only_that_sketchs_actions(build: analysis.Build, big
     reader = sum(float(t["seconds"]) for t in big_build.tasks if t["sketch"] == "master_reader" and t["seconds"])
     assert work["master_reader"] == pytest.approx(reader, abs=1e-3)
     assert "syntax_error" in work and "core" not in work
+
+
+def test_the_ideal_is_bounded_by_the_busiest_class_and_by_all_slots_together():
+    # 8 s of framework work and 2 s of sketch work: one framework slot cannot beat 8 s however many sketch
+    # slots there are; with 4 + 4 slots the total, 10 s over 8 slots, bounds it; start-up adds on top.
+    assert analysis.ideal_wall(8.0, 2.0, 1, 4) == 8.0
+    assert analysis.ideal_wall(8.0, 2.0, 4, 4) == pytest.approx(2.0)
+    assert analysis.ideal_wall(8.0, 8.0, 4, 4, startup=0.5) == pytest.approx(2.5)
