@@ -118,9 +118,12 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--local-directory", metavar="DIR", help="the workers' scratch folder")
     report = sub.add_parser("report", help="where the time of a build went, from its TSVs",
                             description="Print the phase table and the ten slowest actions of a build from its "
-                            "phases.tsv and tasks.tsv; --png also draws the worker timeline.")
+                            "phases.tsv and tasks.tsv; --png also draws the worker timeline with the critical path "
+                            "outlined. notebooks/build_performance.ipynb goes further.")
     report.add_argument("build_dir", metavar="BUILD_DIR", help="the --out folder of a compile-many run")
-    report.add_argument("--png", metavar="FILE", help="write the timeline of every action per worker (needs matplotlib)")
+    report.add_argument("--png", metavar="FILE",
+                        help="write the timeline of every action per worker slot, critical path outlined "
+                        "(needs matplotlib)")
     cache = sub.add_parser("cache", help="see, bound and bake the build cache")
     verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
