@@ -26,13 +26,14 @@ from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence, TextIO
 
+from fbuild_graph import analysis
+
 PROG = "harness.py"  # every message names the entry point, whichever suite stopped
 EXAMPLES = "/usr/share/arduino/hardware/arduino/avr/libraries/*/examples/*/"
 EXAMPLE_COUNT = 19
 BOARD = "uno"
 # No build cache and no ccache: every build compiles everything, the same commands ninja runs.
 COLD = ("--cache-mode", "off")
-STARTUP_PHASES = ("import", "discover", "cluster_start")
 TOOL_KINDS = ("compile", "archive", "link", "eep", "hex", "size")
 TSV_COLUMNS = ("suite", "mode", "rep", "sketches", "framework_jobs", "sketch_jobs", "wall_seconds", "cpu_seconds",
                "framework_work_seconds", "sketch_work_seconds", "startup_seconds", "peak_rss_mb", "stage1_cache",
@@ -212,19 +213,17 @@ def read_outputs(out: Path, run: Run, what: str) -> Run:
     if results["exit_code"] != 0 or bad or len(results["sketches"]) != run.sketches:
         fail(f"{what}: exit code {results['exit_code']}, {len(results['sketches'])} of {run.sketches} sketches "
              f"reported, not ok: {', '.join(bad) or 'none'}; see {out}")
-    phases = read_tsv(out / "phases.tsv")
-    run.phases = {row["phase"]: float(row["seconds"]) for row in phases}
-    run.phases["total"] = next(float(row["stop"]) for row in phases if row["phase"] == "total")
-    # An up-to-date build runs inline and starts no cluster: its start-up ends with discovery.
-    run.startup = max(float(row["stop"]) for row in phases if row["phase"] in STARTUP_PHASES)
-    run.stage1_cache = next((row["cache"] for row in phases if row["phase"] == "stage1_archives"), "")
+    build = analysis.load(str(out))
+    run.phases = {p.name: p.seconds for p in build.phases}
+    run.phases["total"] = build.wall
+    run.startup = build.startup
+    run.stage1_cache = next((p.cache for p in build.phases if p.name == "stage1_archives"), "")
     run.peak_rss_mb = float(results["peak_rss_mb"])
-    tasks = read_tsv(out / "tasks.tsv")
-    ok = [t for t in tasks if t["status"] == "ok"]
-    run.framework_work = sum((float(t["seconds"] or 0) for t in ok if t["resource"] == "framework"), 0.0)
-    run.sketch_work = sum((float(t["seconds"] or 0) for t in ok if t["resource"] == "sketch"), 0.0)
-    run.tools_run = sum(t["kind"] in TOOL_KINDS for t in ok)
-    run.tasks_per_worker = dict(sorted(collections.Counter(t["worker"] or "(none)" for t in tasks).items()))
+    ok = [t for t in build.tasks if t.status == "ok"]
+    run.framework_work = sum((t.seconds for t in ok if t.resource == "framework"), 0.0)
+    run.sketch_work = sum((t.seconds for t in ok if t.resource == "sketch"), 0.0)
+    run.tools_run = sum(t.kind in TOOL_KINDS for t in ok)
+    run.tasks_per_worker = dict(sorted(collections.Counter(t.worker or "(none)" for t in build.tasks).items()))
     return run
 
 
@@ -232,11 +231,6 @@ def done(run: Run) -> Run:
     """The progress line, as each run finishes."""
     print(f"rep {run.rep} {run.suite} {run.mode} {run.wall:.2f} s", flush=True)
     return run
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    header, *rows = [line.split("\t") for line in path.read_text().splitlines()]
-    return [dict(zip(header, row)) for row in rows]
 
 
 def write_tsv(path: Path, runs: Sequence[Run]) -> None:

@@ -23,7 +23,9 @@ import shutil
 import statistics
 from typing import TextIO
 
-from common import (BOARD, COLD, EXAMPLE_COUNT, STARTUP_PHASES, Bench, Run, compile_many, done, fail, heading,
+from fbuild_graph import analysis
+
+from common import (BOARD, COLD, EXAMPLE_COUNT, Bench, Run, compile_many, done, fail, heading,
                     job_args, median, of, per_rep, timed, write)
 
 SUITE = "compare"
@@ -97,7 +99,7 @@ def report(runs: list[Run], out: TextIO) -> None:
         write(out, f"{mode:<14}{wall:>9.2f}{med(mode, lambda r: r.cpu) * scale[mode]:>9.2f}"
                    f"{wall / walls['ninja']:>9.2f}x{wall / walls['compile-many']:>16.2f}x{note}")
     loop_note = f" (loop {extrapolated})" if extrapolated else ""
-    parts = {name: med("compile-many", lambda r: r.phases[name]) for name in STARTUP_PHASES}
+    parts = {name: med("compile-many", lambda r: r.phases[name]) for name in analysis.STARTUP}
     # phases.tsv's clock starts when fbuild_graph.cli is imported and stops before the result files are
     # written, so interpreter start-up, writing results and process exit show only against the wall time.
     outside = med("compile-many", lambda r: r.wall - r.phases["total"])

@@ -26,7 +26,8 @@ CLOCK_SLACK = 0.002  # seconds
 @frozen
 class Task:
     """One tasks.tsv row. `start`/`stop` are seconds since the build began, None for an action that did not
-    run (cached, up to date, skipped); `after` are the actions it waited for."""
+    run (cached, up to date, skipped), and `seconds` its duration as recorded (0 if it did not run; not
+    stop - start, which the TSV's rounding would move by up to 0.1 ms); `after` are the actions it waited for."""
 
     key: str
     kind: str
@@ -36,11 +37,8 @@ class Task:
     status: str
     start: Optional[float]
     stop: Optional[float]
+    seconds: float
     after: tuple[str, ...]
-
-    @property
-    def seconds(self) -> float:
-        return self.stop - self.start if self.ran else 0.0
 
     @property
     def ran(self) -> bool:
@@ -78,6 +76,11 @@ class Build:
     @property
     def ran(self) -> list[Task]:
         return [t for t in self.tasks if t.ran]
+
+    @property
+    def startup(self) -> float:
+        """When the fixed start-up ended (an up-to-date build starts no cluster: then with discovery)."""
+        return max((p.stop for p in self.phases if p.name in STARTUP), default=0.0)
 
 
 @frozen
@@ -119,6 +122,7 @@ def load(folder: str) -> Build:
                    for p in read_tsv(os.path.join(folder, "phases.tsv")))
     tasks = tuple(Task(key=t["key"], kind=t["kind"], sketch=t["sketch"], resource=t["resource"], worker=t["worker"],
                        status=t["status"], start=_float(t["start"]), stop=_float(t["stop"]),
+                       seconds=_float(t["seconds"]) or 0.0,
                        after=tuple(k for k in t.get("after", "").split("|") if k))
                   for t in read_tsv(os.path.join(folder, "tasks.tsv")))
     report = _results(os.path.join(folder, "results.json"))
@@ -179,7 +183,7 @@ def path_shares(build: Build, path: Sequence[Task]) -> dict[str, float]:
     shares = {name: 0.0 for name in ("start-up", *CLASSES, "scheduling", "finish")}
     if not path or wall <= 0:
         return shares
-    startup = max((p.stop for p in build.phases if p.name in STARTUP), default=0.0)
+    startup = build.startup
     shares["start-up"] = min(startup, path[0].start) / wall
     shares["scheduling"] = max(0.0, path[0].start - startup) / wall
     for prev, task in zip([None, *path], path):
