@@ -88,11 +88,11 @@ def _shape(action: Action) -> tuple[str, ...]:
     """What decides which programs and files the tool reads: its kind, argv[0] and flags, without the
     paths that differ between sketches and libraries (sources, objects, outputs, include folders,
     defines). Inputs keep their suffix: a .S compile runs other programs than a .cpp compile."""
-    inputs = set(action.inputs)
+    inputs = {os.path.normpath(p) for p in action.inputs}
     under = (action.cwd + os.sep) if action.cwd else None
     shape = [action.kind, action.argv[0]]
     for token in action.argv[1:]:
-        if token in inputs:
+        if os.path.normpath(token) in inputs:
             shape.append("$IN" + os.path.splitext(token)[1])
         elif token.startswith(("-I", "-D")):
             continue
@@ -108,10 +108,11 @@ def driver_files(action: Action) -> list[str]:
     stand in as empty files (the driver checks that they exist) in a private folder."""
     with tempfile.TemporaryDirectory(prefix="fbuild-graph-tools-") as probe:
         stand_ins = {}
-        for path in action.inputs:
+        for path in map(os.path.normpath, action.inputs):
             stand_ins[path] = os.path.join(probe, f"in{len(stand_ins)}{os.path.splitext(path)[1]}")
             open(stand_ins[path], "wb").close()
-        argv = [action.argv[0], "-###", *(stand_ins.get(t, t) for t in action.argv[1:])]
+        # Inputs may not exist yet (a sketch's objects, the core archive); the driver only needs a file there.
+        argv = [action.argv[0], "-###", *(stand_ins.get(os.path.normpath(t), t) for t in action.argv[1:])]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, cwd=probe, timeout=60).stderr
         except (OSError, subprocess.TimeoutExpired):
@@ -140,8 +141,8 @@ def parse_driver_output(text: str, skip: Sequence[str] = ()) -> list[str]:
             files += _command_files(command)
             if command and os.path.basename(command[0]) == "collect2":
                 files += [p for p in (_find(name, compiler_path) or resolve(name) for name in LINK_PROGRAMS) if p]
-    return [os.path.realpath(p) for p in files if not os.path.realpath(p).startswith(prefixes)
-            and not p.startswith(prefixes)]
+    real = [(p, os.path.realpath(p)) for p in files]
+    return [r for p, r in real if not p.startswith(prefixes) and not r.startswith(prefixes)]
 
 
 def _command_files(command: Sequence[str]) -> list[str]:
