@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from typing import Iterable, Optional, Sequence
 
+from . import signature
 from .model import Action
 
 # Kinds whose argv[0] is the gcc driver, asked with -### what it runs.
@@ -68,11 +69,7 @@ class Tools:
     def _digest(self, path: str) -> str:
         if path not in self._digests:
             try:
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-                self._digests[path] = h.hexdigest()
+                self._digests[path] = signature.digest(path)
             except OSError:
                 self._digests[path] = "missing"
         return self._digests[path]
