@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fingerprint, libraries, plan, results, runner, supersede, toolchain, transfer
+from . import ccache, execute, fingerprint, libraries, plan, results, runner, stage1, supersede, toolchain, tools, transfer
 from . import graph as graphs
 from . import sketch as sketches
 from . import progress as progress_views
@@ -29,7 +29,6 @@ from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-STAGE1 = "stage1"
 
 
 @frozen
@@ -92,9 +91,9 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     user_roots = [layout.out, *map(os.path.abspath, config.library_dirs)]
     base_dir = os.path.commonpath(user_roots)
     launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
-    identity = toolchain.identity(board.properties)
+    identity, tool = toolchain.identity(board.properties), tools.Tools()
     dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher,
-                             hashlib.sha256(identity.encode()).hexdigest()[:16])
+                             lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16])
     units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
                     units=tuple(units), notes=tuple(notes))
@@ -179,7 +178,7 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
     units = {u.owner: u for u in prepared.units}
     collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
                           prepared.discovery.unresolved, t0, shown,
-                          on_stage1_ok=lambda owner: store.put(STAGE1, units[owner].key, dict(units[owner].outputs)))
+                          on_stage1_ok=lambda owner: stage1.store(store, units[owner]))
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = EXIT_OK
@@ -215,12 +214,11 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
 
 def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit], layout: Layout) -> dict[str, str]:
     """Put every cached stage-1 unit's files in place; owner -> where they came from."""
-    stage1 = os.path.join(layout.out, "stage1")
     restored = {}
     for unit in units:
-        hit = store.get(STAGE1, unit.key, stage1)
-        if hit is not None:
-            restored[unit.owner] = f"{hit.layer} {unit.key}"
+        found = stage1.restore(store, unit, os.path.join(layout.out, "stage1"))
+        if found is not None:
+            restored[unit.owner] = f"{found[0].layer} {found[1]}"
     return restored
 
 

@@ -73,7 +73,9 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
     ok = all(r.status in OK_STATUSES for r in records)
     if mirror is None:  # a local build: consumers read the outputs where they are
         return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records))
-    outputs = [p for a in actions for p in (*a.outputs, a.stdout_path) if p and ok and os.path.isfile(p)]
+    # Depfiles travel back too: the client's stage-1 cache keys a unit on what its compiles read.
+    outputs = [p for a in actions for p in (*a.outputs, a.stdout_path, signature.depfile(a))
+               if p and ok and os.path.isfile(p)]
     artifacts = tuple(Artifact(path=p[len(base):], sha256=signature.digest(p)) for p in outputs)
     return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts,
                       files=transfer.collect(outputs, base))
@@ -91,8 +93,9 @@ def run_action(action: Action, store: Optional[Cache] = None,
         return _record(action, "up-to-date", start=start, stop=time.time(), returncode=0, output=_stdout(action))
     signature.forget(action)
     outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
-    for path in outputs:
-        _remove(path)
+    for path in (*outputs, signature.depfile(action)):  # a depfile left by an earlier run never passes for this one's
+        if path:
+            _remove(path)
     for folder in {os.path.dirname(p) for p in outputs}:
         os.makedirs(folder, exist_ok=True)
     key = signature.content_key(action, command) if store is not None and action.cwd else None

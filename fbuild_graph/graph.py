@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import networkx as nx
 from attrs import evolve
@@ -27,10 +27,10 @@ CORE = "core"
 
 def build_graph(
     board: Board, sketches: Sequence[Sketch], discovery: Discovery, layout: Layout, core_sources: Sequence[str],
-    variant_sources: Sequence[str], launcher: tuple[str, ...] = (), toolchain: str = "",
+    variant_sources: Sequence[str], launcher: tuple[str, ...] = (), toolchain: Callable[[Action], str] = lambda a: "",
 ) -> nx.DiGraph:
-    """`launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` is the
-    toolchain identity digest every action carries."""
+    """`launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` gives
+    the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py)."""
     props = board.properties
     core_dirs = _core_dirs(props)
     actions = [*core_actions(props, core_dirs, core_sources, variant_sources, layout)]
@@ -46,8 +46,8 @@ def build_graph(
         used = [libs[name] for name in discovery.by_sketch[sk.id]]
         objects = [obj for lib in used for obj in lib_objects[lib.name]]
         actions.extend(sketch_actions(props, sk, [*core_dirs, *_dirs(used)], [*objects, *variant_objects], layout))
-    return from_actions(evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else (), toolchain=toolchain)
-                        for a in actions)
+    placed = (evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else ()) for a in actions)
+    return from_actions(evolve(a, toolchain=toolchain(a)) for a in placed)
 
 
 def from_actions(actions: Iterable[Action]) -> nx.DiGraph:

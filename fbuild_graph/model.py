@@ -78,8 +78,9 @@ class Action:
     `stdout_path` is set when the tool writes its result to stdout (avr-size). `launcher` (ccache) runs the
     command without changing what it produces, so it is not part of the command's signature. `cwd` is the
     tools' working directory: fixed, so that relative paths (ccache's base_dir) are the same every run.
-    `toolchain` is a digest of the toolchain's identity (resolved path, version, binary): a compiler upgraded
-    in place changes it, and with it every signature and cache key.
+    `toolchain` is a digest of the toolchain's identity (resolved path, version, binary) and of the tool this
+    action runs (see tools.py): a compiler upgraded in place or an objcopy swapped changes it, and with it
+    the signatures and cache keys of the actions that run it.
     """
 
     key: str
