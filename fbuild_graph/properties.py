@@ -120,6 +120,9 @@ def expand_command(pattern: str, props: Mapping[str, str], data: Mapping[str, Va
     slots = {key: f"\x00{key}\x00" for key in data}
     argv: list[str] = []
     for word in split_command(expand(pattern, {**props, **slots}, what=what)):
+        if "\x00" not in word:  # most words are the platform's flags
+            argv.append(word)
+            continue
         keys = _SLOT.findall(word)
         if len(keys) == 1 and word == slots[keys[0]] and not isinstance(data[keys[0]], str):
             argv.extend(data[keys[0]])
