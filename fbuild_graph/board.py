@@ -19,6 +19,9 @@ DEFAULT_HARDWARE = "/usr/share/arduino/hardware"
 # The Arduino IDE version the Debian core expects (arduino-builder's -core-api-version 10819).
 IDE_VERSION = "10819"
 CORE_PACKAGES = "apt-get install arduino-core-avr"
+# The runtime keys that name folders: data for a recipe, one argv word each (see recipes).
+RUNTIME_PATHS = ("runtime.platform.path", "runtime.hardware.path", "build.core.path", "build.system.path",
+                 "build.variant.path")
 
 
 def find_platforms(hardware_dirs: Sequence[str]) -> dict[tuple[str, str], Path]:

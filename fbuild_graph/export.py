@@ -12,13 +12,29 @@ import shlex
 
 import networkx as nx
 
+from .errors import FbuildError
 from .execute import command_line
 from .graph import actions_of
 from .preprocess import preprocess
 
 
+# ninja has no escape for these inside a path, nor for a newline anywhere in a value.
+_INEXPRESSIBLE = ("\n", "\r", "|")
+
+
 def _escape(path: str) -> str:
+    if any(ch in path for ch in _INEXPRESSIBLE):
+        raise FbuildError(f"{path!r} cannot be named in build.ninja (ninja has no escape for a newline or `|` in a "
+                          "path); rename it, or build with compile-many")
     return path.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
+
+
+def _value(text: str, key: str) -> str:
+    """A ninja variable's value: `$` escaped; a shell-quoted newline would still end the line."""
+    if "\n" in text or "\r" in text:
+        raise FbuildError(f"action {key}: a path in its command holds a newline, which build.ninja cannot carry; "
+                          "rename it, or build with compile-many")
+    return text.replace("$", "$$")
 
 
 def to_ninja(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> str:
@@ -36,10 +52,11 @@ def to_ninja(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> str:
             continue
         outputs = [*action.outputs, *([action.stdout_path] if action.stdout_path else [])]
         # Outputs go first, as compile-many's executor does, so a failed tool leaves nothing stale behind.
+        # Every argv word is shell-quoted on its own (command_line), then escaped for ninja.
         command = f"rm -f {' '.join(shlex.quote(o) for o in outputs)} && {command_line(action)}"
         lines.append(f"build {' '.join(map(_escape, outputs))}: run {' '.join(map(_escape, action.inputs))}")
-        lines.append(f"  cmd = {command.replace('$', '$$')}")
-        lines.append(f"  desc = {action.key}")
+        lines.append(f"  cmd = {_value(command, action.key)}")
+        lines.append(f"  desc = {_value(action.key, action.key)}")
         lines.append(f"  pool = {action.resource}")
     return "\n".join(lines) + "\n"
 

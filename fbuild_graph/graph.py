@@ -19,6 +19,7 @@ from . import recipes
 from .layout import Layout, merged_name
 from .libraries import Discovery
 from .model import FRAMEWORK, SKETCH, Action, Board, Library, Sketch
+from .names import folder_name
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 CORE = "core"
@@ -93,8 +94,8 @@ def library_actions(props: Mapping[str, str], lib: Library, include_dirs: Sequen
     for src in lib.sources:
         rel = os.path.relpath(src, base)
         obj = os.path.join(layout.library_dir(lib.name), rel + ".o")
-        yield _compile(props, src, obj, include_dirs, key=f"lib/{lib.name}/{rel}.o", owner=f"lib:{lib.name}",
-                       resource=FRAMEWORK, step=f"lib:{lib.name}:{rel}")
+        yield _compile(props, src, obj, include_dirs, key=f"lib/{folder_name(lib.name)}/{rel}.o", owner=f"lib:{lib.name}",
+                       resource=FRAMEWORK, step=f"lib:{folder_name(lib.name)}:{rel}")
 
 
 def sketch_actions(

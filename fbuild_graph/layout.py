@@ -13,6 +13,8 @@ import os
 
 from attrs import frozen
 
+from .names import folder_name
+
 
 @frozen
 class Layout:
@@ -27,10 +29,11 @@ class Layout:
         return os.path.join(self.out, "stage1", "core.log")
 
     def library_dir(self, name: str) -> str:
-        return os.path.join(self.out, "stage1", "libraries", name)
+        """A library's `name=` is data: `../../x` gets a folder of its own under --out (see names)."""
+        return os.path.join(self.out, "stage1", "libraries", folder_name(name))
 
     def library_log(self, name: str) -> str:
-        return os.path.join(self.out, "stage1", "libraries", f"{name}.log")
+        return os.path.join(self.out, "stage1", "libraries", f"{folder_name(name)}.log")
 
     def owner_log(self, owner: str) -> str:
         """The log of a stage-1 owner (`core` or `lib:NAME`)."""

@@ -26,8 +26,14 @@ def merge(inos: tuple[str, ...]) -> str:
     for ino in inos:
         text = Path(ino).read_text(encoding="utf-8", errors="replace")
         name = os.path.relpath(ino, os.path.dirname(os.path.dirname(ino)))
-        parts.append(f'#line 1 "{name}"\n{text}' + ("" if text.endswith("\n") else "\n"))
+        parts.append(f"#line 1 {c_string(name)}\n{text}" + ("" if text.endswith("\n") else "\n"))
     return "".join(parts)
+
+
+def c_string(text: str) -> str:
+    """`text` as a C string literal: a sketch named `a"b` must not end the `#line` file name early."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(ch if ch >= " " and ch != "\x7f" else f"\\{ord(ch):03o}" for ch in escaped) + '"'
 
 
 def preprocess(main_ino: str, dest: str) -> str:

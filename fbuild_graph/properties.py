@@ -4,23 +4,34 @@ The format is the one the Arduino platform specification describes: `key=value` 
 values that refer to other keys as `{key}`. Expansion is late (per command, once the file-specific keys
 such as `source_file` are set) and strict: a placeholder left unresolved is an error, because a command
 with a literal `{build.foo}` in it fails later with a message nobody can trace back.
+
+Commands are built from tokens, never from pasted text (`expand_command`): the platform's own text is
+expanded and split into words, and only then is each data value (a path, a file name) put inside its
+word, never split and never expanded again. A sketch folder named `" -wrapper sh,-c,id"` stays one path.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping, Union
 
 from .errors import FbuildError
 
 _PLACEHOLDER = re.compile(r"\{([^{}\s]+)\}")
 _MAX_DEPTH = 20
+# Stands for a data key inside the platform's text until the text is split: it has no space, quote or
+# brace, so neither splitting nor expansion can touch it.
+_SLOT = re.compile("\x00([^\x00]*)\x00")
+
+# A data value: one argv word, or (`includes`, `object_files`) one word per item.
+Value = Union[str, tuple[str, ...]]
 
 
 def parse(text: str) -> dict[str, str]:
     props: dict[str, str] = {}
-    for raw in text.splitlines():
+    # A NUL can never reach a command (exec refuses it), and commands use it to mark data words.
+    for raw in text.replace("\x00", "").splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -101,6 +112,24 @@ def split_command(command: str) -> list[str]:
     return argv
 
 
-def quoted(paths: Iterable[str], prefix: str = "") -> str:
-    """Join paths as arduino-cli does for `{includes}` and `{object_files}`: each one in double quotes."""
-    return " ".join(f'"{prefix}{p}"' for p in paths)
+def expand_command(pattern: str, props: Mapping[str, str], data: Mapping[str, Value], *, what: str) -> list[str]:
+    """A recipe -> argv. `props` is the platform's text (trusted: a value of several words gives several
+    words, as arduino-cli splits it); `data` holds the values that name files, each substituted into
+    its own word after splitting, whatever its characters. A list value must stand alone in its word
+    (`{includes}`, `"{object_files}"`) and gives one word per item."""
+    slots = {key: f"\x00{key}\x00" for key in data}
+    argv: list[str] = []
+    for word in split_command(expand(pattern, {**props, **slots}, what=what)):
+        if "\x00" not in word:  # most words are the platform's flags
+            argv.append(word)
+            continue
+        keys = _SLOT.findall(word)
+        if len(keys) == 1 and word == slots[keys[0]] and not isinstance(data[keys[0]], str):
+            argv.extend(data[keys[0]])
+            continue
+        listed = [key for key in keys if not isinstance(data[key], str)]
+        if listed:
+            raise FbuildError(f"{what}: {{{listed[0]}}} names several files and must be a word of its own "
+                              "in the recipe; write it between spaces")
+        argv.append(_SLOT.sub(lambda m: data[m.group(1)], word))
+    return argv

@@ -1,7 +1,9 @@
 """Platform recipes -> argv: every command fbuild-graph runs comes from `platform.txt` through here.
 
 Per-command keys (`source_file`, `object_file`, `includes`, `build.path`, ...) are set just before
-expansion, as arduino-cli does, and expansion is strict (see `properties.expand`).
+expansion, as arduino-cli does, and expansion is strict (see `properties.expand`). They and the folders
+the board resolves (`RUNTIME_PATHS`) are data: each is one argv word, whatever characters the path holds
+(see `properties.expand_command`).
 """
 
 from __future__ import annotations
@@ -13,20 +15,18 @@ from typing import Mapping, Optional, Sequence
 from attrs import frozen
 
 from . import properties
+from .board import RUNTIME_PATHS
 from .errors import FbuildError
 
 PROJECT_NAME = "firmware"
 _RECIPE_BY_EXTENSION = {".c": "recipe.c.o.pattern", ".cpp": "recipe.cpp.o.pattern", ".S": "recipe.S.o.pattern"}
-# Stands for the object list in the archive recipe, which names one `{object_file}`: we archive all
-# objects with one call, in the same member order arduino-builder's one-call-per-object produces.
-_OBJECTS_SLOT = "\x00objects\x00"
 
 
-def _argv(props: Mapping[str, str], recipe: str, extra: Mapping[str, str]) -> tuple[str, ...]:
+def _argv(props: Mapping[str, str], recipe: str, data: Mapping[str, properties.Value]) -> tuple[str, ...]:
     if recipe not in props:
         raise FbuildError(f"the platform defines no {recipe}; this core cannot be built by fbuild-graph")
-    command = properties.expand(props[recipe], {**props, **extra}, what=recipe)
-    return tuple(properties.split_command(command))
+    paths = {key: props[key] for key in RUNTIME_PATHS if key in props}
+    return tuple(properties.expand_command(props[recipe], props, {**paths, **data}, what=recipe))
 
 
 def compile_argv(props: Mapping[str, str], source: str, obj: str, include_dirs: Sequence[str]) -> tuple[str, ...]:
@@ -34,19 +34,19 @@ def compile_argv(props: Mapping[str, str], source: str, obj: str, include_dirs: 
     return _argv(props, _RECIPE_BY_EXTENSION[ext], {
         "source_file": source,
         "object_file": obj,
-        "includes": properties.quoted(include_dirs, prefix="-I"),
+        "includes": tuple(f"-I{d}" for d in include_dirs),
     })
 
 
 def archive_argv(props: Mapping[str, str], archive: str, objects: Sequence[str]) -> tuple[str, ...]:
-    argv = _argv(props, "recipe.ar.pattern", {
+    # The recipe names one `{object_file}`: we archive all objects with one call, in the member order
+    # arduino-builder's one call per object gives.
+    return _argv(props, "recipe.ar.pattern", {
         "build.path": os.path.dirname(archive),
         "archive_file": os.path.basename(archive),
         "archive_file_path": archive,
-        "object_file": _OBJECTS_SLOT,
+        "object_file": tuple(objects),
     })
-    slot = argv.index(_OBJECTS_SLOT)
-    return (*argv[:slot], *objects, *argv[slot + 1:])
 
 
 def _output_keys(build_path: str) -> dict[str, str]:
@@ -56,7 +56,7 @@ def _output_keys(build_path: str) -> dict[str, str]:
 def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str], archive: str) -> tuple[str, ...]:
     return _argv(props, "recipe.c.combine.pattern", {
         **_output_keys(build_path),
-        "object_files": properties.quoted(objects),
+        "object_files": tuple(objects),
         # The recipe names the archive as {build.path}/{archive_file}; ours lives with the stage-1 outputs.
         "archive_file": os.path.relpath(archive, build_path),
     })

@@ -6,7 +6,6 @@ main one, in C-locale order; `.c/.cpp/.S` files beside them and everything under
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ from attrs import evolve
 
 from .errors import FbuildError
 from .model import Sketch
+from .names import folder_name
 
 SOURCE_EXTENSIONS = (".S", ".c", ".cpp")
 HEADER_EXTENSIONS = (".h", ".hh", ".hpp", ".tpp", ".ipp", ".inc")
@@ -71,14 +71,11 @@ def load(main: Path) -> Sketch:
 
 
 def with_ids(sketches: Iterable[Sketch]) -> list[Sketch]:
-    """Give each sketch an output folder name: its own name, or name plus a path digest when two share it
-    (two libraries that both ship an example `Basic`)."""
+    """Give each sketch an output folder name: its own name, or its safe form plus a path digest when two
+    share it (two libraries that both ship an example `Basic`) or it is no safe folder name (`...ino`)."""
     sketches = sorted(sketches, key=lambda s: (s.name, s.path))
     counts = Counter(s.name for s in sketches)
-    return [
-        s if counts[s.name] == 1 else evolve(s, id=f"{s.name}-{hashlib.sha1(s.path.encode()).hexdigest()[:8]}")
-        for s in sketches
-    ]
+    return [evolve(s, id=folder_name(s.name, s.path if counts[s.name] > 1 else None)) for s in sketches]
 
 
 def _walk_files(folder: Path) -> Iterable[str]:
