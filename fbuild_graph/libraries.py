@@ -43,7 +43,7 @@ def index(library_dirs: Sequence[str], platform_path: str) -> list[Library]:
     libraries: list[Library] = []
     seen: set[str] = set()
     for folder in [*library_dirs, os.path.join(platform_path, "libraries")]:
-        root = Path(folder)
+        root = Path(os.path.abspath(folder))  # tools run in --out: a relative folder would name another place
         if not root.is_dir():
             if folder in library_dirs:
                 raise FbuildError(f"library folder {folder} does not exist; pass an existing folder to --library-dir")
