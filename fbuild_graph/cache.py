@@ -628,10 +628,12 @@ class _Bounded:
 
 
 def _only_files_and_folders(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """The "data" filter (no absolute paths, no '..', no device files, safe modes) that also refuses every
-    link: bake writes none, and a link is the one member that can point a later read elsewhere."""
+    """The "data" filter (no '..', no device files, safe modes) that also refuses every link and absolute
+    name, where it would strip the '/': bake writes neither, and a link can point a later read elsewhere."""
     if not (member.isreg() or member.isdir()):
         raise _NotFileOrFolder(member)
+    if member.name.startswith("/"):
+        raise tarfile.AbsolutePathError(member)
     return tarfile.data_filter(member, dest)
 
 
