@@ -24,7 +24,7 @@ from . import progress as progress_views
 from .collect import Collector
 from .errors import FbuildError
 from .layout import Layout
-from .cache import Cache, CacheSpec
+from .cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
 from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -45,6 +45,8 @@ class Config:
     cache_dir: Optional[str] = None
     cache_mode: str = "rw"
     cache_layers: tuple[str, ...] = ()
+    cache_trust: tuple[str, ...] = ()  # public key files: every bundle layer must be signed by one
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     ccache: bool = True
     group: Optional[str] = None
     cancel_in_progress: bool = False
@@ -118,9 +120,9 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     begin = time.time() - t0
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
-    spec = CacheSpec(config.cache_dir or default_cache_dir(), config.cache_mode, config.cache_layers)
-    store = spec.open(warn=progress)
-    with tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state:
+    spec = CacheSpec(config.cache_dir or default_cache_dir(), config.cache_mode, config.cache_layers,
+                     config.cache_trust, config.max_bundle_bytes)
+    with spec.open(warn=progress) as store, tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state:
         prepared = prepare(config, _compiler_cache(config, store, ccache_state))
         for line in prepared.notes:
             progress(line)
@@ -129,7 +131,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         shown = view(len(prepared.sketches))
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
         try:
-            collector, exit_code, slots = _run(config, prepared, steps, spec, store, restored, phases, progress,
+            collector, exit_code, slots = _run(config, prepared, steps, store.spec, store, restored, phases, progress,
                                                shown, t0)
         finally:
             shown.close()

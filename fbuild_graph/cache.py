@@ -19,9 +19,11 @@ or a `.tar.zst` bundle made by `bake`. Modes:
   ro   get reads every layer; put and prune do nothing. Nothing is created, changed or touched under ROOT or
        any layer; a hard link from dest to a stored file only raises the file's link count.
   off  get misses, put and prune do nothing; the layers are not even opened.
-A bundle layer is unpacked once, into a directory named by the bundle's sha256 under
-$XDG_CACHE_HOME/fbuild-graph/bundles/ (default ~/.cache/fbuild-graph/bundles/). That happens in ro mode too:
-the directory is this user's private copy, not a shared store.
+A bundle layer is unpacked when the Cache opens, into a private temporary folder of this process that close()
+removes: no cache folder is written to, in any mode, and no copy outlives the build. Unpacking admits regular
+files and folders only, under the bundle's root, and at most max_bundle_bytes of tar stream. With trusted keys,
+a bundle is unpacked only from a private copy whose sha256 its detached signature covers (trust.py), and
+store-directory layers are refused: a folder carries no signature.
 
 Bundles are tar streams piped through the `zstd` command, which must be installed to bake or open one.
 """
@@ -39,20 +41,26 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import uuid
 from decimal import Decimal
-from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Mapping, Sequence
 
 from attrs import frozen
 
 from .errors import FbuildError
+
+if TYPE_CHECKING:  # importing cryptography costs ~50 ms of every start-up; only --trust and --sign pay it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 CACHE_MODES = ("rw", "ro", "off")
 CCACHE = "ccache"
 MANIFEST = "manifest.json"
 FILES = "files"
 BUNDLE_SUFFIX = ".tar.zst"
+# A bundle of a whole sweep is tens of MB; a few GiB admits any real one and stops a bomb long before the disk.
+DEFAULT_MAX_BUNDLE_BYTES = 4 * 1024**3
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _KEY = re.compile(r"[0-9a-fA-F]+\Z")
@@ -101,6 +109,16 @@ class _Corrupt(Exception):
     """The entry's content disagrees with its manifest, or the manifest is unusable."""
 
 
+class _TooBig(Exception):
+    """A bundle's tar stream went past the size limit while it was being unpacked."""
+
+
+class _NotFileOrFolder(tarfile.FilterError):
+    def __init__(self, member: tarfile.TarInfo):
+        self.tarinfo = member
+        super().__init__(f"{member.name!r} is neither a regular file nor a folder")
+
+
 @frozen
 class CacheSpec:
     """What a Dask task needs to open the same cache as the client: plain data, so it pickles."""
@@ -108,28 +126,74 @@ class CacheSpec:
     root: str | None
     mode: str = "rw"
     layers: tuple[str, ...] = ()
+    trust: tuple[str, ...] = ()  # public key files; non-empty: only bundles signed by one of them
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
 
     def open(self, warn: Callable[[str], None] = print_to_stderr) -> "Cache":
-        return Cache(self.root, mode=self.mode, read_only_layers=self.layers, warn=warn)
+        return Cache(self.root, mode=self.mode, read_only_layers=self.layers, trust=self.trust,
+                     max_bundle_bytes=self.max_bundle_bytes, warn=warn)
 
 
 class Cache:
     """The store at `root` (created by the first put) over `read_only_layers`, which are searched in order
-    after it and never written. The module docstring describes the modes."""
+    after it and never written. The module docstring describes the modes. A context manager: close() removes
+    the unpacked bundles."""
 
     def __init__(self, root: str | None, *, mode: str = "rw", read_only_layers: Sequence[str] = (),
+                 trust: Sequence[str] = (), max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
                  warn: Callable[[str], None] = print_to_stderr):
         if mode not in CACHE_MODES:
             raise FbuildError(f"cache mode {mode!r} is not one of {', '.join(CACHE_MODES)}")
         self.root = os.path.abspath(root) if root else None
         self.mode = mode
         self._warn = warn
+        self._scratch: str | None = None  # the private folder of unpacked bundles, made for the first one
         layers = []
         if mode != "off":
             if self.root:
                 layers.append(_Layer(self.root, self.root))
-            layers += [_open_layer(path) for path in read_only_layers]
+            keys = _trusted_keys(trust)
+            try:
+                layers += [_Layer(path, self._open_layer(path, keys, max_bundle_bytes)) for path in read_only_layers]
+            except BaseException:
+                self.close()
+                raise
         self._layers = tuple(layers)
+
+    def close(self) -> None:
+        """Remove the unpacked bundles; files hard-linked from them into a build stay where they were placed."""
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def spec(self) -> CacheSpec:
+        """For Dask tasks in this process while it is open: the same layers, with bundles as their unpacked
+        (already verified) store directories, so a task neither unpacks nor verifies again."""
+        return CacheSpec(self.root, self.mode, tuple(layer.path for layer in self._layers if layer.path != self.root))
+
+    def _open_layer(self, path: str, keys: Sequence[Ed25519PublicKey], max_bytes: int) -> str:
+        """The store directory to read for a layer given as `path`."""
+        full = os.path.abspath(path)
+        if os.path.isdir(full):
+            if keys:
+                raise FbuildError(f"cache layer {path} is a folder, which carries no signature; with --trust use "
+                                  f"signed {BUNDLE_SUFFIX} bundles only")
+            return full
+        if not os.path.exists(full):
+            raise FbuildError(f"cache layer {path} does not exist; pass an existing store directory or "
+                              f"{BUNDLE_SUFFIX} bundle")
+        if not full.endswith(BUNDLE_SUFFIX):
+            raise FbuildError(f"cache layer {path} is neither a store directory nor a {BUNDLE_SUFFIX} bundle")
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="fbuild-graph-bundles-")
+        return _unpack(full, tempfile.mkdtemp(dir=self._scratch), keys, max_bytes)
 
     @property
     def _writable(self) -> bool:
@@ -247,12 +311,13 @@ class Cache:
         return writable, read_only
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, option: str = "--max-size") -> int:
     """Bytes from "1024", "500M", "2G", "1.5GiB": K, M, G, T are powers of 1000 and Ki, Mi, Gi, Ti powers of
-    1024 (ccache's convention); a trailing B and case are ignored; no suffix means bytes."""
+    1024 (ccache's convention); a trailing B and case are ignored; no suffix means bytes. `option` is what
+    an error names."""
     match = _SIZE.match(text)
     if not match:
-        raise FbuildError(f"--max-size {text!r} is not a size; use e.g. 500M or 2G")
+        raise FbuildError(f"{option} {text!r} is not a size; use e.g. 500M or 2G")
     number, unit, binary = match.groups()
     power = "kmgt".index(unit.lower()) + 1 if unit else 0
     return int(Decimal(number) * (1024 if binary else 1000) ** power)
@@ -512,53 +577,77 @@ def _unlink_missing_ok(path: str) -> None:
         pass
 
 
-def _open_layer(path: str) -> _Layer:
-    full = os.path.abspath(path)
-    if os.path.isdir(full):
-        return _Layer(path, full)
-    if not os.path.exists(full):
-        raise FbuildError(f"cache layer {path} does not exist; pass an existing store directory or "
-                          f"{BUNDLE_SUFFIX} bundle")
-    if not full.endswith(BUNDLE_SUFFIX):
-        raise FbuildError(f"cache layer {path} is neither a store directory nor a {BUNDLE_SUFFIX} bundle")
-    return _Layer(path, _unpack(full))
+def _trusted_keys(paths: Sequence[str]) -> tuple[Ed25519PublicKey, ...]:
+    if not paths:
+        return ()
+    from . import trust
+
+    return trust.load_public_keys(paths)
 
 
-def _unpack(bundle: str) -> str:
-    """The bundle's store directory: unpacked on first use into a private directory named by the bundle's sha256,
-    through a temporary directory, so a concurrent or killed unpack never leaves a partial one in its place."""
+def _unpack(bundle: str, into: str, keys: Sequence[Ed25519PublicKey], max_bytes: int) -> str:
+    """The bundle's store directory, unpacked under `into` (a private folder). With keys, the signature is
+    checked before anything is unpacked, against a private copy, which is what is then unpacked: the bundle
+    file may change meanwhile, the copy cannot."""
+    source = bundle
     try:
-        with open(bundle, "rb") as f:
-            sha = _hash_copy(f, None)[0]
-    except OSError as exc:
-        raise FbuildError(f"cache bundle {bundle} cannot be read: {exc.strerror}") from None
-    home = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fbuild-graph", "bundles")
-    target = os.path.join(home, sha)
-    if os.path.isdir(target):
-        return target
-    tmp = os.path.join(home, f".tmp-{uuid.uuid4().hex}")
-    try:
-        os.makedirs(tmp)
-        _extract(bundle, tmp)
-        _publish(tmp, target)
+        if keys:
+            from . import trust
+
+            source = os.path.join(into, "bundle" + BUNDLE_SUFFIX)
+            with open(bundle, "rb") as f:
+                trust.verify(bundle, _hash_copy(f, source)[0], keys)
+        store = os.path.join(into, "store")
+        os.mkdir(store)
+        _extract(source, store, max_bytes)
+    except _TooBig:
+        raise FbuildError(f"cache bundle {bundle} unpacks to more than {max_bytes} bytes (--max-bundle-size); "
+                          "raise the limit if you trust the bundle, or leave it out of the cache layers") from None
     except (OSError, tarfile.TarError) as exc:
         raise FbuildError(f"cache bundle {bundle} cannot be unpacked ({exc}); bake it again or leave it out of "
                           "the cache layers") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        if source != bundle:
+            _unlink_missing_ok(source)
+    return store
 
 
-def _extract(bundle: str, dest: str) -> None:
+class _Bounded:
+    """A read-only stream that raises _TooBig once more than `limit` bytes have been read through it."""
+
+    def __init__(self, stream: BinaryIO, limit: int):
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._left -= len(data)
+        if self._left < 0:
+            raise _TooBig
+        return data
+
+
+def _only_files_and_folders(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """The "data" filter (no '..', no device files, safe modes) that also refuses every link and absolute
+    name, where it would strip the '/': bake writes neither, and a link can point a later read elsewhere."""
+    if not (member.isreg() or member.isdir()):
+        raise _NotFileOrFolder(member)
+    if member.name.startswith("/"):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest)
+
+
+def _extract(bundle: str, dest: str, max_bytes: int) -> None:
     with _start_zstd(["-d", "-c", "--", bundle], stdout=subprocess.PIPE) as proc:
+        # Counted as the bytes leave zstd, headers and padding included, before tarfile writes any of them.
+        stream = _Bounded(proc.stdout, max_bytes)
         try:
-            # The "data" filter refuses absolute paths, '..', links leaving dest and device files.
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                tar.extractall(dest, filter="data")
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                tar.extractall(dest, filter=_only_files_and_folders)
             # tarfile stops at the end-of-archive marker; zstd must not die writing the padding after it.
-            while proc.stdout.read(_CHUNK):
+            while stream.read(_CHUNK):
                 pass
-        except tarfile.TarError:
+        except (tarfile.TarError, _TooBig):
             proc.kill()
             proc.wait()
             if proc.returncode > 0:  # zstd failed first (not a zstd file, truncated): its message says more

@@ -11,6 +11,7 @@ import time
 _STARTED = time.time()
 
 import argparse  # noqa: E402  (imports are timed as the `import` phase)
+import contextlib
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from attrs import evolve
 
 from . import progress
 from .build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
-from .cache import CACHE_MODES
+from .cache import CACHE_MODES, parse_size
 from .errors import FbuildError
 
 
@@ -84,6 +85,11 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> 
         p.add_argument("--cache-ro", action="append", default=[], metavar="PATH",
                        help="a read-only cache layer under the local one: a baked .tar.zst bundle or a cache "
                        "folder (repeatable; consulted in order)")
+        p.add_argument("--trust", action="append", default=[], metavar="PUBKEYFILE",
+                       help="accept only --cache-ro bundles signed by this key (the KEYFILE.pub of `cache keygen`) "
+                       "and no cache folders; repeatable: a signature by any of them will do")
+        p.add_argument("--max-bundle-size", default="4GiB", metavar="SIZE",
+                       help="stop unpacking a --cache-ro bundle past this size, e.g. 500M (default %(default)s)")
         p.add_argument("--no-ccache", action="store_true", help="do not use ccache for compiles")
 
 
@@ -135,6 +141,12 @@ def parser() -> argparse.ArgumentParser:
                             "compiler-cache entries) as one .tar.zst bundle, for --cache-ro on other machines.")
     _build_args(bake, jobs=True, out=False)
     bake.add_argument("--output", "-o", required=True, metavar="BUNDLE", help="the bundle to write (.tar.zst)")
+    bake.add_argument("--sign", metavar="KEYFILE",
+                      help="also write BUNDLE.sig, signed with this private key (from `cache keygen`), for --trust")
+    keygen = verbs.add_parser("keygen", help="make a key pair for signing bundles",
+                              description="Write a new Ed25519 private key (PEM, mode 0600) for `cache bake --sign` "
+                              "and its public key KEYFILE.pub for `--trust`.")
+    keygen.add_argument("--output", "-o", required=True, metavar="KEYFILE", help="the private key to write")
     return top
 
 
@@ -159,10 +171,13 @@ def _config(args: argparse.Namespace) -> Config:
     for name in ("cache_dir", "cache_mode"):
         if getattr(args, name, None):
             extra[name] = getattr(args, name)
+    if getattr(args, "max_bundle_size", None):
+        extra["max_bundle_bytes"] = parse_size(args.max_bundle_size, "--max-bundle-size")
     return Config(board=args.board, sketches=tuple(args.sketches), out=getattr(args, "out", None),
                   hardware=tuple(args.hardware) or (boards.DEFAULT_HARDWARE,), library_dirs=tuple(args.library_dir),
                   build_properties=dict(args.build_property), scheduler=scheduler,
-                  cache_layers=tuple(getattr(args, "cache_ro", ())), ccache=not getattr(args, "no_ccache", False),
+                  cache_layers=tuple(getattr(args, "cache_ro", ())), cache_trust=tuple(getattr(args, "trust", ())),
+                  ccache=not getattr(args, "no_ccache", False),
                   **extra)
 
 
@@ -225,17 +240,26 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from . import cache
+    from . import cache, trust
 
+    if args.verb == "keygen":
+        _note(f"wrote {args.output} (keep it secret) and {trust.keygen(args.output)} (for --trust)")
+        return 0
     if args.verb == "bake":
         config = _config(args)
+        key = trust.load_private_key(args.sign) if args.sign else None  # a bad key fails before the build
         with tempfile.TemporaryDirectory(prefix="fbuild-graph-bake-") as tmp:
             code, _ = compile_many(evolve(config, cache_dir=os.path.join(tmp, "cache"), cache_mode="rw",
                                           out=os.path.join(tmp, "out")), progress=_note)
             if code != 0:
                 raise FbuildError("bake: some sketches failed to build; fix them or leave them out of the bundle")
             cache.bake(args.output, [os.path.join(tmp, "cache")])
-        _note(f"wrote {args.output}")
+        if key:
+            _note(f"wrote {args.output} and {trust.sign(args.output, key)}")
+        else:
+            with contextlib.suppress(FileNotFoundError):  # it signed what this bake replaced
+                os.unlink(trust.signature_path(args.output))
+            _note(f"wrote {args.output}")
         return 0
     store = cache.Cache(args.cache_dir or default_cache_dir())
     if args.verb == "prune":

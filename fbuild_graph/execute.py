@@ -118,7 +118,7 @@ def run_action(action: Action, store: Optional[Cache] = None,
 
 @functools.lru_cache(maxsize=None)
 def _open(spec: CacheSpec) -> Cache:
-    """One Cache per worker process and spec: opening a bundle layer reads it whole."""
+    """One Cache per worker process and spec; its layers are folders (Cache.spec: the client unpacked the bundles)."""
     return spec.open()
 
 
