@@ -42,6 +42,7 @@ class Tools:
     def __init__(self) -> None:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._digests: dict[str, str] = {}
+        self._headers: dict[str, str] = {}
 
     def identity(self, action: Action) -> str:
         """A digest of every file the action's tool reads besides its inputs ("" for the in-process
@@ -54,7 +55,28 @@ class Tools:
         h = hashlib.sha256()
         for path in self._shapes[shape]:
             h.update(f"{path}\0{self._digest(path)}\0".encode())
+        if action.kind == "compile":
+            h.update(self._system_headers(action.argv[0]).encode())
         return h.hexdigest()[:16]
+
+    def _system_headers(self, compiler: str) -> str:
+        """The compiler's system header folders (avr-libc's among them), which `-MMD` depfiles leave out:
+        keyed by each file's path, size, mtime, ctime and inode, which a package upgrade or an edit changes,
+        so that a build does not read their 20 MB to notice."""
+        if compiler not in self._headers:
+            h = hashlib.sha256()
+            for folder in system_include_dirs(compiler):
+                for here, dirs, files in os.walk(folder):
+                    dirs.sort()
+                    for name in sorted(files):
+                        path = os.path.join(here, name)
+                        try:
+                            st = os.stat(path)
+                        except OSError:
+                            continue
+                        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0".encode())
+            self._headers[compiler] = h.hexdigest()
+        return self._headers[compiler]
 
     def _files(self, action: Action) -> list[str]:
         program = resolve(action.argv[0])
@@ -115,6 +137,30 @@ def driver_files(action: Action) -> list[str]:
         except (OSError, subprocess.TimeoutExpired):
             return []
         return parse_driver_output(out, skip=[probe, *([action.cwd] if action.cwd else [])])
+
+
+def system_include_dirs(compiler: str) -> list[str]:
+    """The folders `#include <...>` searches by default, as the compiler lists them (`-E -v`)."""
+    try:
+        text = subprocess.run([compiler, "-E", "-v", "-x", "c++", os.devnull, "-o", os.devnull],
+                              capture_output=True, text=True, timeout=60).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_search_dirs(text)
+
+
+def parse_search_dirs(text: str) -> list[str]:
+    lines = text.splitlines()
+    try:
+        start = lines.index("#include <...> search starts here:") + 1
+    except ValueError:
+        return []
+    dirs = []
+    for line in lines[start:]:
+        if not line.startswith(" "):
+            break
+        dirs.append(os.path.realpath(line.strip()))
+    return dirs
 
 
 def parse_driver_output(text: str, skip: Sequence[str] = ()) -> list[str]:

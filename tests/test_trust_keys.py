@@ -116,3 +116,19 @@ def test_a_link_identity_covers_the_linker_plugin_and_libc(tmp_path):
                       argv=(shutil.which("avr-g++"), "-c", "-mmcu=atmega328p", "-flto", f"{tmp_path}/a.cpp", "-o",
                             f"{tmp_path}/a.o"), inputs=(f"{tmp_path}/a.cpp",))
     assert {"cc1plus", "as"} <= {os.path.basename(p) for p in tools.driver_files(compile_)}
+
+
+def test_a_changed_system_header_changes_every_compile_identity(tmp_path):
+    """-MMD depfiles leave out system headers (avr-libc's), so the compile identity keys them itself."""
+    system = tmp_path / "include"
+    system.mkdir()
+    (system / "stdlib.h").write_text("/* v1 */\n")
+    compiler = tmp_path / "fake-g++"
+    compiler.write_text(f"#!/bin/sh\nprintf '#include <...> search starts here:\\n {system}\\nEnd of search list.\\n' >&2\n")
+    compiler.chmod(0o755)
+    action = Action(key="k", kind="compile", owner="core", resource="framework", step="s",
+                    argv=(str(compiler), "-c", "x.cpp", "-o", "x.o"), inputs=("x.cpp",), outputs=("x.o",))
+    before = tools.Tools().identity(action)
+    assert tools.system_include_dirs(str(compiler)) == [str(system)]
+    (system / "stdlib.h").write_text("/* version 2 */\n")
+    assert tools.Tools().identity(action) != before
