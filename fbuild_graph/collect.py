@@ -133,12 +133,16 @@ class Collector:
         for name in FIRMWARE_FILES:
             source = os.path.join(build, name)
             if os.path.isfile(source):
-                tmp = os.path.join(final, f".{name}.tmp{os.getpid()}")
-                try:
-                    os.link(source, tmp)
-                except OSError:
-                    shutil.copyfile(source, tmp)
-                os.replace(tmp, os.path.join(final, name))
+                target = os.path.join(final, name)
+                # Renaming a link onto another link of the same file does nothing and leaves the temporary
+                # name behind (rename(2)): a warm build finds the firmware already in place.
+                if not (os.path.exists(target) and os.path.samefile(source, target)):
+                    tmp = os.path.join(final, f".{name}.tmp{os.getpid()}")
+                    try:
+                        os.link(source, tmp)
+                    except OSError:
+                        shutil.copyfile(source, tmp)
+                    os.replace(tmp, target)
                 published.append(name)
         return tuple(published)
 
