@@ -6,6 +6,7 @@ Dask (stage 1 and stage 2 overlap; only links wait for archives) -> write result
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import resource
@@ -17,7 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fingerprint, libraries, plan, results, runner, stage1, supersede, toolchain, tools, transfer
+from . import ccache, execute, fingerprint, libraries, lock, plan, results, runner, stage1, supersede, toolchain, tools, transfer
 from . import graph as graphs
 from . import sketch as sketches
 from . import progress as progress_views
@@ -122,8 +123,10 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
     spec = CacheSpec(config.cache_dir or default_cache_dir(), config.cache_mode, config.cache_layers,
                      config.cache_trust, config.max_bundle_bytes)
-    with spec.open(warn=progress) as store, tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state:
+    with spec.open(warn=progress) as store, tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state, \
+            contextlib.ExitStack() as held:
         prepared = prepare(config, _compiler_cache(config, store, ccache_state))
+        held.enter_context(lock.holding(prepared.layout.out))  # before the first file is written there
         for line in prepared.notes:
             progress(line)
         restored = _restore_stage1(store, prepared.units, prepared.layout)
@@ -135,20 +138,21 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
                                                shown, t0)
         finally:
             shown.close()
-    stage1_key, stage1_cache = fingerprint.combined_key(prepared.units), _cache_state(store, prepared.units, restored)
-    phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
-    phases.append(Phase("total", 0.0, time.time() - t0))
-    ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
-    if exit_code == EXIT_OK and any(r.status != "ok" for r in ordered):
-        exit_code = EXIT_FAILED
-    report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
-                         stage1_cache=stage1_cache,
-                         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                         phases=tuple(phases), sketches=ordered, slots=slots)
-    out = prepared.layout.out
-    results.write_tasks(out, collector.all_records, t0, plan.waits_for(prepared.graph, steps))
-    results.write_phases(out, report.phases)
-    results.write_report(out, report)
+        stage1_key = fingerprint.combined_key(prepared.units)
+        stage1_cache = _cache_state(store, prepared.units, restored)
+        phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
+        phases.append(Phase("total", 0.0, time.time() - t0))
+        ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
+        if exit_code == EXIT_OK and any(r.status != "ok" for r in ordered):
+            exit_code = EXIT_FAILED
+        report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
+                             stage1_cache=stage1_cache,
+                             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                             phases=tuple(phases), sketches=ordered, slots=slots)
+        out = prepared.layout.out
+        results.write_tasks(out, collector.all_records, t0, plan.waits_for(prepared.graph, steps))
+        results.write_phases(out, report.phases)
+        results.write_report(out, report)
     return exit_code, report
 
 
@@ -180,7 +184,7 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
     units = {u.owner: u for u in prepared.units}
     collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
                           prepared.discovery.unresolved, t0, shown,
-                          on_stage1_ok=lambda owner: stage1.store(store, units[owner]))
+                          on_stage1_ok=lambda owner: stage1.store(store, units[owner], collector.produced))
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = EXIT_OK

@@ -105,6 +105,10 @@ class _Layer:
     path: str  # the store directory read (for a bundle, its unpack directory)
 
 
+class _Changed(OSError):
+    """A file to store is not what its action produced: another process wrote it since."""
+
+
 class _Corrupt(Exception):
     """The entry's content disagrees with its manifest, or the manifest is unusable."""
 
@@ -231,12 +235,15 @@ class Cache:
             return Hit(layer.name, files)
         return None
 
-    def put(self, namespace: str, key: str, files: Mapping[str, str]) -> bool:
-        """Store `files` (relative path -> source path) as the entry, copied, read-only.
+    def put(self, namespace: str, key: str, files: Mapping[str, str],
+            expected: Mapping[str, str] | None = None) -> bool:
+        """Store `files` (relative path -> source path) as the entry, copied, read-only. With `expected`
+        (relative path -> sha256, what the producing action saw), each file's digest is taken on the bytes
+        as they are copied and must match it: a file rewritten since its action finished is never stored.
 
         States: ro/off mode or no ROOT -> False, nothing written; entry already in ROOT -> True, kept as is
         (one key names one content); stored -> True; another process stored it meanwhile -> True, theirs kept;
-        a file system error (missing source, full disk) -> warn, False, no debris.
+        a file system error (missing source, full disk) or a changed file -> warn, False, no debris.
         """
         rel_entry = _entry_path(namespace, key)
         unsafe = sorted(rel for rel in files if not _safe_rel(rel))
@@ -249,7 +256,7 @@ class Cache:
             return True
         tmp = os.path.join(os.path.dirname(final), f".tmp-{uuid.uuid4().hex}")
         try:
-            _stage(tmp, key, files)
+            _stage(tmp, key, files, expected or {})
             _publish(tmp, final)
         except OSError as exc:
             self._warn(f"warning: cannot store cache entry {namespace}/{key} in {self.root} ({exc}); "
@@ -258,6 +265,16 @@ class Cache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # nothing left once published
         return True
+
+    def verify(self) -> list[str]:
+        """Every entry in ROOT checked against its manifest (sizes, sha256): one line per bad entry."""
+        problems = []
+        for namespace, key, entry in _entries(self.root) if self.root else ():
+            try:
+                _verify(entry, key)
+            except (_Corrupt, OSError) as exc:
+                problems.append(f"{namespace}/{key}: {exc}")
+        return problems
 
     def stats(self) -> CacheStats:
         if self.root is None:
@@ -456,9 +473,9 @@ def _hash_copy(source: BinaryIO, dest: str | None) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _stage(tmp: str, key: str, files: Mapping[str, str]) -> None:
+def _stage(tmp: str, key: str, files: Mapping[str, str], expected: Mapping[str, str]) -> None:
     """Build a whole entry in tmp. Sources are copied, never linked: they are build outputs, which the build
-    may rewrite in place."""
+    may rewrite in place. A copy whose digest is not the `expected` one raises _Changed."""
     os.makedirs(tmp)  # and ROOT and the namespace folder, on the first put
     records = {}
     for rel, source in sorted(files.items()):
@@ -466,6 +483,8 @@ def _stage(tmp: str, key: str, files: Mapping[str, str]) -> None:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(source, "rb") as f:
             digest, size = _hash_copy(f, target)
+        if rel in expected and expected[rel] != digest:
+            raise _Changed(f"{source} changed after the action that made it finished; not stored")
         records[rel] = {"sha256": digest, "size": size}
     manifest = os.path.join(tmp, MANIFEST)
     with open(manifest, "w", encoding="utf-8") as f:

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 from . import board as boards
 from attrs import evolve
 
-from . import progress
+from . import lock, progress
 from .build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
 from .cache import CACHE_MODES, parse_size
 from .errors import FbuildError
@@ -133,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="see, bound and bake the build cache")
     verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
+    _cache_args(verbs.add_parser("verify", help="check every entry of the local cache against its manifest",
+                                 description="Check every entry's sizes and sha256 digests; print one line per bad "
+                                 "entry. Exit 0: all sound; 1: some entry is bad (a build skips and rebuilds it)."))
     prune = verbs.add_parser("prune", help="remove least recently used entries down to a size")
     _cache_args(prune)
     prune.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 500M or 2G")
@@ -235,7 +238,8 @@ def _graph(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(export.to_json(prepared.graph))
     else:
-        sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
+        with lock.holding(prepared.layout.out):  # the export preprocesses the sketches into it
+            sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
     return 0
 
 
@@ -262,6 +266,12 @@ def _cache(args: argparse.Namespace) -> int:
             _note(f"wrote {args.output}")
         return 0
     store = cache.Cache(args.cache_dir or default_cache_dir())
+    if args.verb == "verify":
+        problems = store.verify()
+        for line in problems:
+            print(line)
+        _note(f"{len(problems)} bad entries in {store.root}")
+        return 1 if problems else 0
     if args.verb == "prune":
         removed = store.prune(cache.parse_size(args.max_size))
         _note(f"removed {removed} entries")

@@ -45,6 +45,8 @@ class Collector:
         self.blocked_by: dict[str, str] = {}
         self.results: dict[str, SketchResult] = {}
         self.all_records: list[ActionRecord] = []
+        # Client path -> digest of every output as its producing step saw it just after its tools exited.
+        self.produced: dict[str, str] = {}
         self.core_error: Optional[str] = None
 
     def on_result(self, result: StepResult) -> bool:
@@ -52,6 +54,7 @@ class Collector:
         if result.files:
             transfer.write_back(result.files)
         self.records[result.owner].extend(result.records)
+        self.produced.update((a.path, a.sha256) for a in result.artifacts)
         # tasks.tsv needs timings, not command lines and output (those go to the logs and are dropped), so
         # memory grows with the sketch count by a small record per action only.
         self.all_records.extend(evolve(r, command="", output="") for r in result.records)

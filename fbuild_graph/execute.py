@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from . import signature, transfer
 from .cache import Cache, CacheSpec
 from .fileio import write_atomic
-from .model import OK_STATUSES, Action, ActionRecord, Artifact, StepResult
+from .model import FRAMEWORK, OK_STATUSES, Action, ActionRecord, Artifact, StepResult
 from .plan import Step
 from .transfer import Mirror
 
@@ -72,7 +72,10 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
         records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None, cancelled))
     ok = all(r.status in OK_STATUSES for r in records)
     if mirror is None:  # a local build: consumers read the outputs where they are
-        return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records))
+        # The stage-1 cache stores a unit's files only as they were when its tools exited (see Cache.put).
+        produced = [p for a in actions for p in a.outputs if ok and a.resource == FRAMEWORK and os.path.isfile(p)]
+        return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records),
+                          artifacts=tuple(Artifact(path=p, sha256=signature.digest(p)) for p in produced))
     # Depfiles travel back too: the client's stage-1 cache keys a unit on what its compiles read.
     outputs = [p for a in actions for p in (*a.outputs, a.stdout_path, signature.depfile(a))
                if p and ok and os.path.isfile(p)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Optional
+from typing import Mapping, Optional
 
 from . import fingerprint
 from .cache import Cache, Hit
@@ -46,11 +46,14 @@ def restore(store: Cache, unit: Unit, dest: str) -> Optional[tuple[Hit, str]]:
     return None
 
 
-def store(cache: Cache, unit: Unit) -> bool:
-    """Store the unit's outputs under the read set its compiles' depfiles list. Nothing is stored when a
-    depfile is missing (what it read is unknown) or the cache is not writable."""
+def store(cache: Cache, unit: Unit, produced: Mapping[str, str]) -> bool:
+    """Store the unit's outputs under the read set its compiles' depfiles list, each file only with the
+    content `produced` says its step saw when its tools exited (path -> sha256). Nothing is stored when a
+    depfile is missing (what it read is unknown), an output has no such digest (this build did not make
+    it), or the cache is not writable."""
     read = fingerprint.read_set(unit)
-    if read is None:
+    expected = {rel: produced.get(path) for rel, path in unit.outputs}
+    if read is None or None in expected.values():
         return False
     node = unit.key
     for _ in range(MAX_CHAIN):
@@ -63,7 +66,7 @@ def store(cache: Cache, unit: Unit) -> bool:
                 return False
         key = fingerprint.entry_key(node, fingerprint.current_digests(listed, unit.roots, unit.cwd))
         if set(read) <= set(listed):
-            return cache.put(STAGE1, key, dict(unit.outputs))
+            return cache.put(STAGE1, key, dict(unit.outputs), expected=expected)
         node = key
     return False
 
