@@ -17,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import networkx as nx
 from attrs import frozen
 
+from . import fileio
 from .layout import Layout
 from .libraries import Discovery
 from .model import FRAMEWORK, SKETCH, Action, Board
@@ -82,7 +83,7 @@ def _normalize(argv: Iterable[str], roots: Mapping[str, str]) -> str:
 def _tree_digest(top: str) -> str:
     h = hashlib.sha256()
     if top:
-        for here, dirs, files in os.walk(top):
+        for here, dirs, files in fileio.walk(top):
             dirs[:] = sorted(d for d in dirs if d not in ("examples", "extras", ".git"))
             for name in sorted(files):
                 path = os.path.join(here, name)

@@ -44,6 +44,7 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
     # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler:
+        check_address(scheduler, "--scheduler")
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
@@ -70,6 +71,20 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         kill_running()
         client.close()
         spec.close()
+
+
+def check_address(address: str, option: str) -> None:
+    """A scheduler address distributed can dial (SCHEME://HOST:PORT, or HOST:PORT for tcp), checked before
+    anything connects: distributed itself raises a bare ValueError from deep inside."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        get_backend(parse_address(address)[0])
+        get_address_host_port(address)
+    except ValueError as exc:
+        raise FbuildError(f"{option} {address!r} is not a scheduler address ({exc}); give one like "
+                          "tcp://HOST:8786") from None
 
 
 def slots(client) -> dict[str, int]:
