@@ -9,6 +9,7 @@ sketch or library folder goes through `walk` or `is_regular`; `irregular` names 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -24,13 +25,20 @@ NOT_READ_DIRS = (".git", "examples", "extras")
 def write_atomic(path: str, data: Union[str, bytes]) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
-    if isinstance(data, bytes):
-        with open(tmp, "wb") as f:
-            f.write(data)
-    else:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, bytes):
+            with open(tmp, "wb") as f:
+                f.write(data)
+        else:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if exc.filename is None:  # a failed write (a full disk) names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
 
 
 def is_regular(path: str) -> bool:
