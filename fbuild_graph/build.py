@@ -18,18 +18,19 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fingerprint, libraries, lock, plan, results, runner, stage1, supersede, toolchain, tools, transfer
+from . import ccache, execute, fileio, fingerprint, libraries, lock, plan, results, runner, stage1, supersede, toolchain
+from . import tools, transfer
 from . import graph as graphs
 from . import sketch as sketches
 from . import progress as progress_views
 from .collect import Collector
 from .errors import FbuildError
+from .exitcodes import ExitCode
 from .layout import Layout
 from .cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
 from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @frozen
@@ -77,7 +78,7 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     folder short of `/`, so paths stay absolute and only builds in the same place share entries)."""
     board = boards.resolve(config.board, config.hardware, config.build_properties)
     toolchain.check(board.properties)
-    found = sketches.find(config.sketches)
+    found, skipped = sketches.search(config.sketches)
     core_dirs = [board.properties["build.core.path"], board.properties.get("build.variant.path", "")]
     discovery = libraries.discover(found, libraries.index(config.library_dirs, board.platform_path), core_dirs)
     notes = []
@@ -88,6 +89,15 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
+    read = [*(sk.path for sk in found), *(lib.root for lib in discovery.libraries)]
+    if config.out is not None:
+        # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
+        # every walk skip it), so `cd MySketch && fbuild-graph compile-many -b uno .` works as it always did.
+        _check_out(layout.out, read)
+    fileio.ensure_folder(layout.out, "--out")
+    skipped += [path for top in read for path in fileio.irregular(top, fileio.NOT_READ_DIRS)]
+    notes += [f"warning: skipped {path}: not a regular file (a FIFO, socket, device or dangling link); only "
+              "regular files are read" for path in dict.fromkeys(skipped)]
     # Compiles read sketches from their copies in the output folder, user libraries from where they are,
     # and the installed core from where it is on every runner: so paths under the output folder and the
     # user library folders are made relative (to the output folder, the tools' working directory).
@@ -100,6 +110,17 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
                     units=tuple(units), notes=tuple(notes))
+
+
+def _check_out(out: str, read: Sequence[str]) -> None:
+    """The output folder must be outside every folder the build reads: its copies of the sketches would be
+    sketch files, and its objects library sources, on the next build (arduino-cli, building one sketch,
+    leaves its build folder out of that sketch's files instead)."""
+    real = os.path.realpath(out)
+    for folder in read:
+        if os.path.commonpath([real, os.path.realpath(folder)]) == os.path.realpath(folder):
+            raise FbuildError(f"--out {out} is inside {folder}, a sketch or library folder the build reads; pass "
+                              "an --out outside it")
 
 
 def _sources(folder: str) -> list[str]:
@@ -143,8 +164,8 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
         phases.append(Phase("total", 0.0, time.time() - t0))
         ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
-        if exit_code == EXIT_OK and any(r.status != "ok" for r in ordered):
-            exit_code = EXIT_FAILED
+        if exit_code == ExitCode.OK and any(r.status != "ok" for r in ordered):
+            exit_code = ExitCode.FAILED
         report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
                              stage1_cache=stage1_cache,
                              peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -187,7 +208,7 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
                           on_stage1_ok=lambda owner: stage1.store(store, units[owner], collector.produced))
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
-    exit_code = EXIT_OK
+    exit_code = ExitCode.OK
     slots: dict[str, int] = {}
     try:
         if config.scheduler is None and all(execute.up_to_date(step) for step in steps):
@@ -207,10 +228,10 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
     except supersede.Superseded as exc:
         progress(f"error: {exc}")
         collector.finish_unfinished("cancelled", str(exc))
-        exit_code = supersede.EXIT_SUPERSEDED
+        exit_code = ExitCode.SUPERSEDED
     except KeyboardInterrupt:
         collector.finish_unfinished("interrupted", "the build was interrupted before this sketch finished")
-        exit_code = EXIT_INTERRUPTED
+        exit_code = ExitCode.INTERRUPTED
     if collector.core_error:
         message = f"the Arduino core failed to compile: {collector.core_error}; see {layout.core_log}"
         progress(f"error: {message}")

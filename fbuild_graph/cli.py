@@ -1,7 +1,7 @@
-"""Command line: argument parsing and exit codes. Nothing imports this module.
+"""Command line: argument parsing and exit codes (exitcodes.py). Nothing imports this module.
 
-Exit codes: 0 every sketch built; 1 a sketch failed; 2 usage or configuration error; 3 superseded by a newer
-run of the same --group; 130 interrupted.
+Every error that ends a command ends here, as one line on stderr: an FbuildError as its message, an OSError
+as its path and what to do, anything else as an internal error; the traceback only with --debug.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import traceback
 from typing import Optional, Sequence
 
 from . import board as boards
@@ -24,7 +25,9 @@ from attrs import evolve
 from . import lock, progress
 from .build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
 from .cache import CACHE_MODES, parse_size
-from .errors import FbuildError
+from .errors import FbuildError, os_error_line
+from .exitcodes import ExitCode
+from .fileio import ensure_folder
 
 
 def _positive(text: str) -> int:
@@ -46,7 +49,7 @@ def _property(text: str) -> tuple[str, str]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, as for every other bad input
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _cache_args(p: argparse.ArgumentParser) -> None:
@@ -96,6 +99,7 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="fbuild-graph", description="Build many Arduino sketches for one board: the framework "
                   "once, then every sketch in parallel, on a Dask graph.")
+    top.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     many = sub.add_parser("compile-many", help="build sketches for one board",
                           description="Build every sketch for one board. Exit 0: all built; 1: a sketch failed; "
@@ -222,11 +226,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         return _graph(args)
     except FbuildError as exc:
-        print(f"fbuild-graph: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print("fbuild-graph: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
+    except OSError as exc:
+        return _fail(args, os_error_line(exc), ExitCode.USAGE)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        return _fail(args, f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback, "
+                     "and report it)", ExitCode.USAGE)
+
+
+def _fail(args: argparse.Namespace, line: str, code: int) -> int:
+    if args.debug:
+        traceback.print_exc()
+    print(f"fbuild-graph: error: {line}", file=sys.stderr)
+    return code
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -252,6 +268,7 @@ def _cache(args: argparse.Namespace) -> int:
     if args.verb == "bake":
         config = _config(args)
         key = trust.load_private_key(args.sign) if args.sign else None  # a bad key fails before the build
+        ensure_folder(os.path.dirname(os.path.abspath(args.output)), "the folder of --output")
         with tempfile.TemporaryDirectory(prefix="fbuild-graph-bake-") as tmp:
             code, _ = compile_many(evolve(config, cache_dir=os.path.join(tmp, "cache"), cache_mode="rw",
                                           out=os.path.join(tmp, "out")), progress=_note)

@@ -18,6 +18,7 @@ from typing import Iterable, Mapping, Sequence
 
 from attrs import frozen
 
+from . import fileio
 from .errors import FbuildError
 from .model import Library, Sketch
 from .sketch import HEADER_EXTENSIONS, SOURCE_EXTENSIONS, compile_order
@@ -102,7 +103,7 @@ def _property(path: Path, key: str) -> str:
 
 
 def _walk(folder: Path) -> Iterable[str]:
-    for here, dirs, files in os.walk(folder):
+    for here, dirs, files in fileio.walk(str(folder)):
         dirs[:] = sorted(d for d in dirs if d not in _NOT_LIBRARY_CODE)
         for name in sorted(files):
             yield str((Path(here) / name).relative_to(folder))

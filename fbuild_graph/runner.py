@@ -43,7 +43,11 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
 
     # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    # A task that raises becomes its sketch's or unit's error line (collect.py); the worker's own report of
+    # it is that line again, with a traceback.
+    logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
     if scheduler:
+        check_address(scheduler, "--scheduler")
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
@@ -61,7 +65,8 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
                                           "protocol": "inproc"}}
         for name, jobs in ((FRAMEWORK, framework_jobs), (SKETCH, sketch_jobs))
     }
-    spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard": False, "protocol": "inproc"}},
+    spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0",
+                                                                 "protocol": "inproc"}},
                        workers=workers, asynchronous=False, name="fbuild-graph")
     client = Client(spec)
     try:
@@ -70,6 +75,20 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         kill_running()
         client.close()
         spec.close()
+
+
+def check_address(address: str, option: str) -> None:
+    """A scheduler address distributed can dial (SCHEME://HOST:PORT, or HOST:PORT for tcp), checked before
+    anything connects: distributed itself raises a bare ValueError from deep inside."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        get_backend(parse_address(address)[0])
+        get_address_host_port(address)
+    except ValueError as exc:
+        raise FbuildError(f"{option} {address!r} is not a scheduler address ({exc}); give one like "
+                          "tcp://HOST:8786") from None
 
 
 def slots(client) -> dict[str, int]:

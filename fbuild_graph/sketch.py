@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from attrs import evolve
 
+from . import fileio
 from .errors import FbuildError
 from .model import Sketch
 from .names import folder_name
@@ -23,31 +24,44 @@ _SKIPPED_DIRS = {".git", ".svn", "node_modules", "__pycache__", "build", ".fbuil
 
 
 def find(args: Sequence[str]) -> list[Sketch]:
-    """Sketch folders, `.ino` files or folders searched recursively -> sketches with unique ids."""
+    return search(args)[0]
+
+
+def search(args: Sequence[str]) -> tuple[list[Sketch], list[str]]:
+    """Sketch folders, `.ino` files or folders searched recursively -> sketches with unique ids, and the
+    main `.ino` paths passed over because they are not regular files (a FIFO `X/X.ino` is no sketch)."""
     found: dict[str, Path] = {}
+    skipped: list[str] = []
     for arg in args:
         path = Path(arg)
         if not path.exists():
             raise FbuildError(f"sketch path {arg} does not exist")
-        for main in _mains(path):
+        for main in _mains(path, skipped):
             found.setdefault(str(main.resolve()), main.resolve())
-    return with_ids([load(main) for main in found.values()])
+    return with_ids([load(main) for main in found.values()]), skipped
 
 
-def _mains(path: Path) -> list[Path]:
-    if path.is_file():
-        if path.suffix != ".ino":
-            raise FbuildError(f"{path} is not a sketch: pass a sketch folder, a .ino file or a folder of sketches")
+def _mains(path: Path, skipped: list[str]) -> list[Path]:
+    if not path.is_dir():
+        if path.suffix != ".ino" or not path.is_file():
+            raise FbuildError(f"{path} is not a sketch: pass a sketch folder, a .ino file (a regular file) or a "
+                              "folder of sketches")
         return [path]
     own = path / f"{path.resolve().name}.ino"
     if own.is_file():
         return [own]
+    if os.path.lexists(own):
+        raise FbuildError(f"{own} is not a regular file (a FIFO, socket, device or dangling link): a sketch's "
+                          ".ino must be a file")
     mains = []
-    for folder, dirs, files in os.walk(path):
+    for folder, dirs, files in fileio.walk(str(path)):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        if f"{Path(folder).name}.ino" in files:
-            mains.append(Path(folder) / f"{Path(folder).name}.ino")
+        main = Path(folder) / f"{Path(folder).name}.ino"
+        if main.name in files:
+            mains.append(main)
             dirs[:] = []  # a sketch's own subfolders (src/) hold no other sketches
+        elif os.path.lexists(main):
+            skipped.append(str(main))
     if not mains:
         inos = sorted(path.glob("*.ino"))
         hint = f" ({inos[0].name} should be named {path.resolve().name}.ino)" if inos else ""
@@ -57,7 +71,7 @@ def _mains(path: Path) -> list[Path]:
 
 def load(main: Path) -> Sketch:
     folder = main.parent
-    others = sorted(p.name for p in folder.glob("*.ino") if p.name != main.name)
+    others = sorted(p.name for p in folder.glob("*.ino") if p.name != main.name and fileio.is_regular(str(p)))
     files = tuple(_walk_files(folder))
     sources = tuple(compile_order(f for f in files if f.endswith(SOURCE_EXTENSIONS)))
     return Sketch(
@@ -85,7 +99,7 @@ def _walk_files(folder: Path) -> Iterable[str]:
             yield entry
     src = folder / "src"
     if src.is_dir():
-        for root, dirs, files in os.walk(src):
+        for root, dirs, files in fileio.walk(str(src)):
             dirs.sort()
             for name in sorted(files):
                 if name.endswith(SOURCE_EXTENSIONS + HEADER_EXTENSIONS):

@@ -16,13 +16,13 @@ import uuid
 from typing import Optional
 
 from .errors import FbuildError
+from .exitcodes import ExitCode
 
-EXIT_SUPERSEDED = 3
 POLL_SECONDS = 0.25
 
 
 class Superseded(FbuildError):
-    exit_code = EXIT_SUPERSEDED
+    exit_code = ExitCode.SUPERSEDED
 
 
 def new_run_id() -> str:

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 from attrs import evolve, frozen
 
-from .fileio import write_atomic
+from .fileio import NOT_READ_DIRS, walk, write_atomic
 from .model import Action
 
 _written: dict[str, str] = {}  # mirror path -> sha256 of what this process last wrote or checked there
@@ -78,8 +78,8 @@ def read_sources(paths: Sequence[str]) -> tuple[dict[str, bytes], dict[str, str]
         if os.path.isfile(path):
             found[path] = _read(path)
             continue
-        for here, dirs, files in os.walk(path):
-            dirs[:] = [d for d in dirs if d not in (".git", "examples", "extras")]
+        for here, dirs, files in walk(path):
+            dirs[:] = [d for d in dirs if d not in NOT_READ_DIRS]
             for name in files:
                 found[os.path.join(here, name)] = _read(os.path.join(here, name))
     return found, {path: hashlib.sha256(data).hexdigest() for path, data in found.items()}

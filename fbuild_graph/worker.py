@@ -14,7 +14,7 @@ import tempfile
 from typing import Optional
 
 from .model import FRAMEWORK, SKETCH
-from .runner import LOCAL_CLUSTER_CONFIG
+from .runner import LOCAL_CLUSTER_CONFIG, check_address
 from .transfer import MIRROR_ENV
 
 
@@ -22,6 +22,7 @@ def serve(scheduler: str, framework_jobs: int, sketch_jobs: int, local_directory
     import dask
     from distributed import Nanny
 
+    check_address(scheduler, "SCHEDULER_ADDRESS")
     # What the local cluster turns off costs the same CPU here; work stealing stays on between runners.
     dask.config.set({k: v for k, v in LOCAL_CLUSTER_CONFIG.items() if "work-stealing" not in k})
     host = socket.gethostname()
