@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fingerprint, libraries, plan, results, runner, supersede, toolchain, transfer
+from . import ccache, execute, fingerprint, fitness, libraries, plan, results, runner, supersede, toolchain, transfer
 from . import graph as graphs
 from . import sketch as sketches
 from . import progress as progress_views
@@ -25,7 +25,7 @@ from .collect import Collector
 from .errors import FbuildError
 from .layout import Layout
 from .cache import Cache, CacheSpec
-from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
+from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase, SketchStatus
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -198,7 +198,14 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
                 remote = _shipment(prepared, restored) if config.scheduler else None
                 # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
                 cache = spec if store.mode != "off" and remote is None else None
-                runner.run(client, steps, collector.on_result, cache, config.group, config.cancel_in_progress, remote)
+                # Workers of our own cluster are this process: their toolchain is ours.
+                expected = fitness.Expectation.of(prepared.board.properties) if config.scheduler else None
+                runner.run(client, steps, collector.on_result, cache, config.group, config.cancel_in_progress, remote,
+                           expected)
+    except runner.ClusterFault as exc:
+        progress(f"error: {exc}")
+        collector.finish_unfinished(SketchStatus.NOT_BUILT, str(exc))
+        exit_code = exc.exit_code
     except supersede.Superseded as exc:
         progress(f"error: {exc}")
         collector.finish_unfinished("cancelled", str(exc))
