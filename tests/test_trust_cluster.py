@@ -49,8 +49,6 @@ def _errors(stderr: str) -> list[str]:
 
 
 def test_the_only_framework_worker_dying_for_good_ends_the_build_with_one_line(scheduler, tmp_path):
-    from distributed import Client
-
     address, procs = scheduler
     framework = subprocess.Popen(_dask_worker(address, "framework=1", tmp_path / "wf"),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -59,9 +57,7 @@ def test_the_only_framework_worker_dying_for_good_ends_the_build_with_one_line(s
     _wait_for_workers(address, 2)
     out = tmp_path / "out"
     build = _build(address, out, _copies(tmp_path, 1), FBUILD_GRAPH_NO_WORKER_TIMEOUT="3")
-    with Client(address, timeout="30s") as client:  # kill it while framework work is on it: that work remains
-        while not any(keys for keys in client.processing().values()):
-            time.sleep(0.05)
+    build.stdout.readline()  # the first unit is done: the others (the core's objects, its archive) remain
     framework.send_signal(signal.SIGKILL)
     try:
         _, stderr = build.communicate(timeout=120)
