@@ -166,6 +166,9 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
             result = _result(future, owners.pop(future.key))
             if result is None:
                 lost = True
+                # Its attempts to reconnect would each log a traceback; the one line below says it all.
+                for name in ("distributed", "distributed.client"):  # distributed sets the second's level itself
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
                 break
             with unfinished_lock:
                 del unfinished[future.key]
