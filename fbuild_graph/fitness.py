@@ -57,8 +57,8 @@ def problem(props: Mapping[str, str]) -> Optional[str]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"cannot run {compiler}: {exc}"
         if proc.returncode != 0:
-            said = next(iter(proc.stderr.decode(errors="replace").strip().splitlines()), "")
-            return f"{compiler} cannot compile a one-line {language} file (exit code {proc.returncode}{': ' if said else ''}{said})"
+            said = "".join(f": {line}" for line in proc.stderr.decode(errors="replace").strip().splitlines()[:1])
+            return f"{compiler} cannot compile a one-line {language} file (exit code {proc.returncode}{said})"
     return None
 
 
