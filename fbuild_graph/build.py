@@ -18,8 +18,8 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fileio, fingerprint, libraries, lock, plan, results, runner, stage1, supersede, toolchain
-from . import tools, transfer
+from . import ccache, execute, fileio, fingerprint, fitness, libraries, lock, plan, results, runner, stage1
+from . import supersede, toolchain, tools, transfer
 from . import graph as graphs
 from . import sketch as sketches
 from . import progress as progress_views
@@ -28,7 +28,7 @@ from .errors import FbuildError
 from .exitcodes import ExitCode
 from .layout import Layout
 from .cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
-from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase
+from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase, SketchStatus
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 
@@ -164,7 +164,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
         phases.append(Phase("total", 0.0, time.time() - t0))
         ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
-        if exit_code == ExitCode.OK and any(r.status != "ok" for r in ordered):
+        if exit_code == ExitCode.OK and any(r.status != SketchStatus.OK for r in ordered):
             exit_code = ExitCode.FAILED
         report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
                              stage1_cache=stage1_cache,
@@ -224,18 +224,25 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
                 remote = _shipment(prepared, restored) if config.scheduler else None
                 # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
                 cache = spec if store.mode != "off" and remote is None else None
-                runner.run(client, steps, collector.on_result, cache, config.group, config.cancel_in_progress, remote)
+                # Workers of our own cluster are this process: their toolchain is ours.
+                expected = fitness.Expectation.of(prepared.board.properties) if config.scheduler else None
+                runner.run(client, steps, collector.on_result, cache, config.group, config.cancel_in_progress, remote,
+                           expected)
+    except runner.ClusterFault as exc:
+        progress(f"error: {exc}")
+        collector.finish_unfinished(SketchStatus.NOT_BUILT, str(exc))
+        exit_code = exc.exit_code
     except supersede.Superseded as exc:
         progress(f"error: {exc}")
-        collector.finish_unfinished("cancelled", str(exc))
+        collector.finish_unfinished(SketchStatus.CANCELLED, str(exc))
         exit_code = ExitCode.SUPERSEDED
     except KeyboardInterrupt:
-        collector.finish_unfinished("interrupted", "the build was interrupted before this sketch finished")
+        collector.finish_unfinished(SketchStatus.INTERRUPTED, "the build was interrupted before this sketch finished")
         exit_code = ExitCode.INTERRUPTED
     if collector.core_error:
         message = f"the Arduino core failed to compile: {collector.core_error}; see {layout.core_log}"
         progress(f"error: {message}")
-        collector.finish_unfinished("failed", message)
+        collector.finish_unfinished(SketchStatus.FAILED, message)
     return collector, exit_code, slots
 
 
@@ -285,7 +292,7 @@ def print_table(report: BuildReport) -> None:
 
 def print_summary(report: BuildReport) -> None:
     out = sys.stdout
-    ok = sum(r.status == "ok" for r in report.sketches)
+    ok = sum(r.status == SketchStatus.OK for r in report.sketches)
     total = next(p.seconds for p in report.phases if p.name == "total")
     out.write(f"{len(report.sketches)} sketches for {report.board}: {ok} ok, {len(report.sketches) - ok} not ok "
               f"in {total:.1f} s\n")

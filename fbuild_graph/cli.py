@@ -121,11 +121,19 @@ def parser() -> argparse.ArgumentParser:
                             description="Start the Dask workers of one runner: one offering --framework-jobs "
                             "framework slots, one offering --sketch-jobs sketch slots, each restarted if it dies. "
                             "The same as `dask worker ADDRESS --nthreads F --resources framework=F` plus one "
-                            "for sketch.")
+                            "for sketch. A runner whose toolchain (that of --board) does not compile refuses to "
+                            "join, with the reason.")
     worker.add_argument("scheduler", metavar="SCHEDULER_ADDRESS", help="e.g. tcp://10.0.0.5:8786")
     worker.add_argument("--framework-jobs", type=_positive, default=min(os.cpu_count() or 1, 2))
     worker.add_argument("--sketch-jobs", type=_positive, default=os.cpu_count() or 1)
     worker.add_argument("--local-directory", metavar="DIR", help="the workers' scratch folder")
+    worker.add_argument("--host", metavar="ADDRESS",
+                        help="the address to listen on, e.g. 127.0.0.1 (default, as `dask worker`: the nannies "
+                        "listen on the interface that routes to the scheduler, the workers on every interface)")
+    worker.add_argument("--board", "-b", default="uno", help="the board whose toolchain is checked before joining "
+                        "(default uno)")
+    worker.add_argument("--hardware", action="append", default=[], metavar="DIR",
+                        help=f"add a hardware folder holding VENDOR/ARCH cores (default {boards.DEFAULT_HARDWARE})")
     report = sub.add_parser("report", help="where the time of a build went, from its TSVs",
                             description="Print the phase table and the ten slowest actions of a build from its "
                             "phases.tsv and tasks.tsv; --png also draws the worker timeline with the critical path "
@@ -222,7 +230,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "worker":
             from .worker import serve
 
-            serve(args.scheduler, args.framework_jobs, args.sketch_jobs, args.local_directory)
+            serve(args.scheduler, args.framework_jobs, args.sketch_jobs, args.local_directory, args.host, args.board,
+                  tuple(args.hardware) or (boards.DEFAULT_HARDWARE,))
             return 0
         return _graph(args)
     except FbuildError as exc:

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from . import signature, transfer
+from . import fitness, signature, transfer
 from .cache import Cache, CacheSpec
 from .fileio import write_atomic
 from .model import FRAMEWORK, OK_STATUSES, Action, ActionRecord, Artifact, StepResult
@@ -33,18 +33,30 @@ ACTIONS = "actions"
 # How often a running tool's task looks whether its run was superseded (one scheduler round trip).
 CANCEL_POLL_SECONDS = 0.25
 
+
+class CannotStart(Exception):
+    """A tool did not start (missing, not executable, no working directory): the host's fault."""
+
+
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
 
 def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, cancel_event: Optional[str] = None,
              mirror: Optional[tuple[tuple[str, ...], str]] = None,
-             sources: Optional[tuple[dict[str, bytes], dict[str, str]]] = None) -> StepResult:
+             sources: Optional[tuple[dict[str, bytes], dict[str, str]]] = None,
+             expected: Optional[fitness.Expectation] = None) -> StepResult:
     """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
     starts and a running tool is killed. With a `mirror` (roots and client host of a transfer.Mirror: a
     worker that shares no disk with the client),
     the sources and the dependencies' outputs are materialized under it first, the actions run there,
-    and the outputs' bytes travel back in the result."""
+    and the outputs' bytes travel back in the result. With `expected` (the client's toolchain), a worker
+    with another toolchain, or one that cannot start a tool, leaves the cluster and the step runs elsewhere:
+    the host's fault is never charged to a sketch."""
+    if expected is not None:
+        unfit = fitness.mismatch(expected)
+        if unfit:
+            fitness.leave(unfit)
     cancelled = _event_poller(cancel_event)
     blocked = next((d for d in deps if not d.ok), None)
     if blocked is not None:
@@ -69,7 +81,13 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
         if cancelled():
             records.append(_record(action, "cancelled"))
             continue
-        records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None, cancelled))
+        try:
+            records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None,
+                                      cancelled))
+        except CannotStart as exc:
+            if expected is not None:
+                fitness.leave(str(exc))
+            records.append(_record(action, "failed", returncode=127, output=f"{exc}\n"))
     ok = all(r.status in OK_STATUSES for r in records)
     if mirror is None:  # a local build: consumers read the outputs where they are
         # The stage-1 cache stores a unit's files only as they were when its tools exited (see Cache.put).
@@ -147,7 +165,7 @@ def _spawn(action: Action, cancelled: Callable[[], bool]) -> tuple[Optional[int]
         proc = subprocess.Popen((*action.launcher, *action.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=action.cwd)
     except OSError as exc:
-        return 127, f"cannot run {action.argv[0]}: {exc.strerror}\n"
+        raise CannotStart(f"cannot run {action.argv[0]}: {exc.strerror}") from None
     with _running_lock:
         _running.add(proc)
     try:

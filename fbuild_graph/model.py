@@ -5,6 +5,7 @@ Everything here is plain data: it pickles to Dask workers and (un)structures wit
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Optional
 
 import attrs
@@ -14,6 +15,17 @@ FRAMEWORK = "framework"
 SKETCH = "sketch"
 # Statuses of an action that leave its outputs good to use.
 OK_STATUSES = ("ok", "up-to-date", "cached")
+
+
+class SketchStatus(StrEnum):
+    """What became of a sketch (SketchResult.status). NOT_BUILT: the cluster could no longer run its work
+    (the scheduler was lost, or no worker offers a resource it needs); that says nothing about the sketch."""
+
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    NOT_BUILT = "not built"
 
 
 @frozen
@@ -142,7 +154,7 @@ class StepResult:
 
 @frozen
 class SketchResult:
-    """One line of the result map. `status`: ok, failed, interrupted or cancelled (superseded). Sizes are
+    """One line of the result map. `status`: a SketchStatus (cancelled: superseded). Sizes are
     bytes; `None` when the build stopped before the size step."""
 
     sketch: str

@@ -16,10 +16,11 @@ import logging
 import threading
 from typing import Callable, Optional, Sequence
 
-from . import supersede
+from . import availability, supersede
 from .cache import CacheSpec
 from .errors import FbuildError
 from .execute import kill_running, run_step
+from .fitness import Expectation
 from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
 from .plan import Step
 from .transfer import Shipment
@@ -102,9 +103,7 @@ def slots(client) -> dict[str, int]:
 
 
 def _check_resources(client, scheduler: str) -> None:
-    offered: set[str] = set()
-    for worker in client.scheduler_info()["workers"].values():
-        offered.update(name for name, amount in (worker.get("resources") or {}).items() if amount > 0)
+    offered = availability.offered(client)
     missing = [name for name in (FRAMEWORK, SKETCH) if name not in offered]
     if missing:
         raise FbuildError(
@@ -113,25 +112,39 @@ def _check_resources(client, scheduler: str) -> None:
         )
 
 
+class ClusterFault(FbuildError):
+    """The cluster can no longer run the remaining work (its scheduler was lost, or no worker offers a
+    resource that work needs). What finished stands; the rest was not built, through no fault of its own."""
+
+
+# The reason distributed gives the futures it cancels when the client's connection to the scheduler closes.
+SCHEDULER_LOST = "scheduler-connection-lost"
+
+
 def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
-        group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None) -> None:
+        group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None,
+        expected: Optional[Expectation] = None) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
     `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
     `claim`), a newer run's claim stops this one: Superseded is raised once its tasks are cancelled. A
-    `shipment` (workers that share no disk with us) is scattered once and every task mirrors it."""
+    `shipment` (workers that share no disk with us) is scattered once and every task mirrors it. With
+    `expected` (the client's toolchain), a worker whose toolchain differs or does not work leaves the
+    cluster and its tasks run elsewhere (see fitness.py). ClusterFault is raised when the scheduler is lost,
+    or when no worker has offered a resource that unfinished steps need for the grace period."""
     from distributed import as_completed
 
     run_id = supersede.new_run_id()
-    superseded = threading.Event()
+    stopped = threading.Event()
     waiting: dict[str, object] = {}
 
     def stop_waiting() -> None:
-        # Cancelled futures complete at once, which wakes the loop below to notice it was superseded.
-        superseded.set()
+        # Cancelled futures complete at once, which wakes the loop below to notice it was stopped.
+        stopped.set()
         if "done" in waiting:
             client.cancel(list(waiting["done"].futures))
 
+    grace = availability.grace_seconds()
     watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
     remote = {}
     if shipment is not None:
@@ -140,6 +153,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         # (seen with 2026.8; a plain tuple arrives intact).
         remote = {"mirror": (shipment.mirror.roots, shipment.mirror.host),
                   "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False)[0]}
+    if expected is not None:
+        remote["expected"] = client.scatter([expected], hash=False)[0]
     futures = {}
     for step in steps:
         deps = [futures[d] for d in step.deps]
@@ -148,35 +163,70 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
             key=f"{step.key}#{run_id}", resources={step.resource: 1}, priority=step.priority, pure=False, **remote,
         )
     owners = {future.key: step.owner for step, future in zip(steps, futures.values())}
+    # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
+    unfinished = {future.key: step.resource for step, future in zip(steps, futures.values())}
+    unfinished_lock = threading.Lock()
+
+    def needed() -> set[str]:
+        with unfinished_lock:
+            return set(unfinished.values())
+
     done = waiting["done"] = as_completed(list(futures.values()))
-    if superseded.is_set():
+    watchdog = availability.Watchdog(client, needed, stop_waiting, grace)
+    if stopped.is_set():
         stop_waiting()
     # Drop our references as results arrive, so finished results do not pile up in memory.
     futures.clear()
+    lost = False
     try:
         for future in done:
-            if superseded.is_set():
+            if stopped.is_set():
                 break
             result = _result(future, owners.pop(future.key))
+            if result is None:
+                lost = True
+                # Its attempts to reconnect would each log a traceback; the one line below says it all.
+                for name in ("distributed", "distributed.client"):  # distributed sets the second's level itself
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
+                break
+            with unfinished_lock:
+                del unfinished[future.key]
             future.release()
             if not on_result(result):
                 break
     finally:
+        watchdog.stop()
         if watcher:
             watcher.stop()
         pending = list(done.futures)
-        if pending:
+        if pending and not lost:  # with the scheduler gone there is nobody to tell
             client.cancel(pending)
             kill_running()
+    if lost:
+        raise ClusterFault(f"lost the scheduler at {client.scheduler.address}; what finished is kept, the rest "
+                           "is not built: restart the scheduler and its workers, then build again")
     if watcher and watcher.superseded_by:
         raise watcher.error()
+    if watchdog.error:
+        raise ClusterFault(watchdog.error)
 
 
-def _result(future, owner: str) -> StepResult:
+def _result(future, owner: str) -> Optional[StepResult]:
+    """The step's result, or None when the scheduler was lost (the client then cancels every future)."""
+    from distributed.client import FutureCancelledError
+
     try:
         return future.result()
+    except FutureCancelledError as exc:
+        if exc.reason == SCHEDULER_LOST:
+            return None
+        return _failed(future, owner, exc)
     except Exception as exc:  # a worker lost for good, or a bug in a task: the step failed, the build goes on
-        key = str(future.key).rsplit("#", 1)[0]
-        record = ActionRecord(key=key, kind="task", owner=owner, resource="", status="failed",
-                              output=f"task {key} raised {type(exc).__name__}: {exc}\n")
-        return StepResult(step=key, owner=owner, ok=False, records=(record,))
+        return _failed(future, owner, exc)
+
+
+def _failed(future, owner: str, exc: Exception) -> StepResult:
+    key = str(future.key).rsplit("#", 1)[0]
+    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status="failed",
+                          output=f"task {key} raised {type(exc).__name__}: {exc}\n")
+    return StepResult(step=key, owner=owner, ok=False, records=(record,))
