@@ -52,6 +52,7 @@ class Config:
     ccache: bool = True
     group: Optional[str] = None
     cancel_in_progress: bool = False
+    wait: bool = False
 
 
 def default_cache_dir() -> str:
@@ -147,7 +148,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     with spec.open(warn=progress) as store, tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state, \
             contextlib.ExitStack() as held:
         prepared = prepare(config, _compiler_cache(config, store, ccache_state))
-        held.enter_context(lock.holding(prepared.layout.out))  # before the first file is written there
+        held.enter_context(lock.holding(prepared.layout.out, progress if config.wait else None))  # before the first file is written there
         for line in prepared.notes:
             progress(line)
         restored = _restore_stage1(store, prepared.units, prepared.layout)

@@ -109,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--json", action="store_true",
                       help="print the result map as JSON on stdout (progress lines go to stderr)")
     many.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and errors)")
+    many.add_argument("--wait", action="store_true",
+                      help="when another build is using --out, wait for it to finish instead of stopping (exit 2)")
     graph = sub.add_parser("graph", help="export the build DAG (for ninja or inspection)",
                            description="Export the actions compile-many would run. With --format ninja, the "
                            "sketches are preprocessed now and build.ninja runs every toolchain command with "
@@ -183,7 +185,7 @@ def _config(args: argparse.Namespace) -> Config:
         raise FbuildError("--cancel-in-progress needs --group NAME: it cancels the older runs of that group")
     if group:
         extra.update(group=group, cancel_in_progress=args.cancel_in_progress)
-    for name in ("cache_dir", "cache_mode"):
+    for name in ("cache_dir", "cache_mode", "wait"):
         if getattr(args, name, None):
             extra[name] = getattr(args, name)
     if getattr(args, "max_bundle_size", None):

@@ -13,7 +13,7 @@ import fcntl
 import os
 import socket
 import time
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 from .errors import FbuildError
 
@@ -21,8 +21,9 @@ LOCK_FILE = ".fbuild-graph.lock"
 
 
 @contextlib.contextmanager
-def holding(out: str) -> Iterator[None]:
-    """Hold `out` for this process, or raise FbuildError naming the build that holds it."""
+def holding(out: str, wait: Optional[Callable[[str], None]] = None) -> Iterator[None]:
+    """Hold `out` for this process. When another build holds it: with `wait`, say so through it and block
+    until that build ends; without, raise FbuildError naming the holder."""
     os.makedirs(out, exist_ok=True)
     fd = os.open(os.path.join(out, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
@@ -30,8 +31,11 @@ def holding(out: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another build"
-            raise FbuildError(f"output folder {out} is in use by {holder}; wait for it to finish or pass "
-                              "another --out") from None
+            if wait is None:
+                raise FbuildError(f"output folder {out} is in use by {holder}; wait for it (--wait) or pass "
+                                  "another --out") from None
+            wait(f"note: output folder {out} is in use by {holder}; waiting for it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         os.pwrite(fd, f"build {os.getpid()} on {socket.gethostname()} started {started}\n".encode(), 0)

@@ -37,6 +37,24 @@ def test_a_second_build_on_a_busy_out_stops_naming_the_holder(tmp_path):
     assert not (out / "results.json").exists()
 
 
+@needs_toolchain
+def test_wait_builds_once_the_holder_is_done(tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fbuild_graph import lock\n"
+                               f"with lock.holding({str(out)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    waiting = subprocess.Popen(_cli("compile-many", "--board", "uno", "--wait", "-o", str(out), *EEPROM[:1]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert waiting.poll() is None and not (out / "results.json").exists()  # still waiting
+    holder.communicate("")  # the holder ends
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    assert f"is in use by build {holder.pid} " in err and "waiting for it" in err
+    assert len(list((out / "sketches").glob("*/firmware.hex"))) == 1
+
+
 def test_a_killed_build_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fbuild_graph import lock\n"
