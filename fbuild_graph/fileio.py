@@ -76,3 +76,13 @@ def ensure_folder(path: str, option: str) -> None:
     except OSError as exc:
         raise FbuildError(f"{option} {path}: cannot create files there ({exc.strerror}); pass a writable "
                           "folder") from None
+
+
+def source_text(data: bytes) -> str:
+    """Source bytes as text for the parser. Sources are not always UTF-8 (a Latin-1 string in a sketch must
+    reach the compiler as it is), so undecodable bytes become surrogates and `source_bytes` restores them."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def source_bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")

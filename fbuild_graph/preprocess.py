@@ -14,17 +14,21 @@ import sys
 from pathlib import Path
 
 from . import sketch as sketches
-from .fileio import write_atomic
+from .fileio import source_bytes, source_text, write_atomic
 from .layout import merged_name
 from .prototypes import add_prototypes
 
 
+_BOM = "\ufeff"
+
+
 def merge(inos: tuple[str, ...]) -> str:
     """`#line` names each file as `SKETCH/FILE.ino`: errors name the file and line, and the merged source is
-    the same wherever the sketch and the output folder live, so compiler caches hit in any checkout."""
+    the same wherever the sketch and the output folder live, so compiler caches hit in any checkout. A UTF-8
+    byte order mark starting a file is dropped: gcc skips one only at the start of the merged file."""
     parts = ["#include <Arduino.h>\n"]
     for ino in inos:
-        text = Path(ino).read_text(encoding="utf-8", errors="replace")
+        text = source_text(Path(ino).read_bytes()).removeprefix(_BOM)
         name = os.path.relpath(ino, os.path.dirname(os.path.dirname(ino)))
         parts.append(f"#line 1 {c_string(name)}\n{text}" + ("" if text.endswith("\n") else "\n"))
     return "".join(parts)
@@ -45,7 +49,7 @@ def preprocess(main_ino: str, dest: str) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(sk.path, rel), target)
     out = os.path.join(dest, merged_name(sk.name))
-    write_atomic(out, add_prototypes(merge(sk.inos)))
+    write_atomic(out, source_bytes(add_prototypes(merge(sk.inos))))
     return out
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import tree_sitter_cpp
 from tree_sitter import Language, Node, Parser
 
+from .fileio import source_bytes, source_text
+
 __all__ = ["add_prototypes"]
 
 # The filename is kept quoted and verbatim so escapes (Windows paths) survive unchanged.
@@ -48,7 +50,7 @@ def add_prototypes(merged: str) -> str:
 
     Without any prototype to add, ``merged`` is returned unchanged.
     """
-    source = merged.encode()
+    source = source_bytes(merged)
     declared: set[str] = set()
     candidates: list[tuple[Node, Node]] = []
     for node in _parser().parse(source).root_node.children:
@@ -77,7 +79,7 @@ def add_prototypes(merged: str) -> str:
     block.append(_line_directive(*origins[first.start_point.row]))
     # Directives must start a line: break it if the definition shares one with earlier code.
     text = ("\n" if first.start_point.column else "") + "\n".join(block) + "\n"
-    return (source[: first.start_byte] + text.encode() + source[first.start_byte :]).decode()
+    return source_text(source[: first.start_byte] + source_bytes(text) + source[first.start_byte :])
 
 
 def _function_declarator(declarator: Node | None) -> Node | None:
@@ -108,7 +110,7 @@ def _prototype(definition: Node, source: bytes) -> str:
         parts.append(source[start : comment.start_byte])
         start = comment.end_byte
     parts.append(source[start : body.start_byte])
-    return " ".join(b" ".join(parts).decode().split()) + ";"
+    return " ".join(source_text(b" ".join(parts)).split()) + ";"
 
 
 def _comments(node: Node, body: Node) -> Iterator[Node]:

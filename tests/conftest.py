@@ -70,3 +70,19 @@ def big_build(tmp_path_factory) -> Build:
                    "--sketch-jobs", str(SKETCH_JOBS), "--library-dir", str(TEST_LIBRARIES), "-o", str(out),
                    str(PLATFORM / "libraries"), str(TEST_SKETCHES))
     return Build(out, proc)
+
+
+def arduino_builder_hex(ino: Path, root: Path) -> bytes:
+    """The `.hex` Debian's arduino-builder (the reference) builds for the Uno from `ino`, offline; `root` holds
+    its build folders and its core cache, shared between calls."""
+    cache, tools, build = root / "cache", root / "tools", root / "builds" / ino.stem
+    for folder in (cache, tools, build):
+        folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["arduino-builder", "-compile", "-hardware", "/usr/share/arduino-builder", "-hardware",
+         "/usr/share/arduino/hardware", "-tools", str(tools), "-fqbn", "arduino:avr:uno", "-build-path", str(build),
+         "-build-cache", str(cache), "-core-api-version", "10819", "-warnings", "none",
+         "-prefs", "compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__", str(ino)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return (build / f"{ino.stem}.ino.hex").read_bytes()

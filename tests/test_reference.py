@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, Build, needs_toolchain
+from conftest import EXAMPLES, Build, arduino_builder_hex, needs_toolchain
 
 pytestmark = [
     needs_toolchain,
@@ -19,22 +18,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def reference_hexes(tmp_path_factory) -> dict[str, bytes]:
     root = tmp_path_factory.mktemp("arduino-builder")
-    cache, tools = root / "cache", root / "tools"
-    cache.mkdir()
-    tools.mkdir()
-    hexes = {}
-    for ino in EXAMPLES:
-        build = root / ino.stem
-        build.mkdir()
-        proc = subprocess.run(
-            ["arduino-builder", "-compile", "-hardware", "/usr/share/arduino-builder", "-hardware",
-             "/usr/share/arduino/hardware", "-tools", str(tools), "-fqbn", "arduino:avr:uno", "-build-path", str(build),
-             "-build-cache", str(cache), "-core-api-version", "10819", "-warnings", "none",
-             "-prefs", "compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__", str(ino)],
-            capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        hexes[ino.stem] = (build / f"{ino.stem}.ino.hex").read_bytes()
-    return hexes
+    return {ino.stem: arduino_builder_hex(ino, root) for ino in EXAMPLES}
 
 
 @pytest.mark.parametrize("sketch_id", [p.stem for p in EXAMPLES])

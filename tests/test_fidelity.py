@@ -1,0 +1,45 @@
+"""Every byte of a sketch reaches the compiler as the IDE passes it on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import arduino_builder_hex, needs_toolchain, run_cli
+
+LATIN1 = b'const char* s = "caf\xe9";\n\nvoid setup() {\n  Serial.begin(9600);\n  Serial.println(s);\n  greet();\n}\n\n' \
+         b'void loop() {}\n\n// na\xefve comment\nvoid greet() { Serial.println("\xe0 bient\xf4t"); }\n'
+
+
+def _sketch(root: Path, name: str, data: bytes) -> Path:
+    folder = root / "sketches" / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.ino").write_bytes(data)
+    return folder
+
+
+def _build(root: Path, sketch: Path) -> Path:
+    out = root / "out"
+    proc = run_cli("compile-many", "--board", "uno", "--cache-mode", "off", "-o", str(out), str(sketch))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "sketches" / sketch.name
+
+
+@needs_toolchain
+@pytest.mark.skipif(not shutil.which("arduino-builder"), reason="needs Debian's arduino-builder")
+def test_a_latin1_sketch_gives_the_ide_firmware(tmp_path):
+    sketch = _sketch(tmp_path, "Latin", LATIN1)
+    built = _build(tmp_path, sketch)
+    merged = built / "build" / "sketch" / "Latin.ino.cpp"
+    assert b'"caf\xe9"' in merged.read_bytes() and b"\xef\xbf\xbd" not in merged.read_bytes()
+    assert (built / "firmware.hex").read_bytes() == arduino_builder_hex(sketch / "Latin.ino", tmp_path / "reference")
+
+
+@needs_toolchain
+def test_a_sketch_starting_with_a_bom_builds(tmp_path):
+    sketch = _sketch(tmp_path, "Bom", b"\xef\xbb\xbfvoid setup() { helper(); }\nvoid loop() {}\nvoid helper() {}\n")
+    built = _build(tmp_path, sketch)
+    assert (built / "firmware.hex").stat().st_size > 0
+    assert b"\xef\xbb\xbf" not in (built / "build" / "sketch" / "Bom.ino.cpp").read_bytes()
