@@ -9,6 +9,7 @@ from an exported build.ninja.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -22,14 +23,21 @@ from .prototypes import add_prototypes
 _BOM = "\ufeff"
 
 
+# What makes the file name part of the firmware: `__FILE__` itself, or `assert`, which prints it.
+_NAMES_ITS_FILE = re.compile(r"\b(?:__FILE__|assert)\b")
+
+
 def merge(inos: tuple[str, ...]) -> str:
     """`#line` names each file as `SKETCH/FILE.ino`: errors name the file and line, and the merged source is
-    the same wherever the sketch and the output folder live, so compiler caches hit in any checkout. A UTF-8
-    byte order mark starting a file is dropped: gcc skips one only at the start of the merged file."""
+    the same wherever the sketch and the output folder live, so compiler caches hit in any checkout. A sketch
+    whose firmware holds its file name (`__FILE__`, `assert`) gets the absolute path arduino-builder writes
+    there instead, and gives up those hits. A UTF-8 byte order mark starting a file is dropped: gcc skips one
+    only at the start of the merged file."""
+    texts = [source_text(Path(ino).read_bytes()).removeprefix(_BOM) for ino in inos]
+    located = any(_NAMES_ITS_FILE.search(text) for text in texts)
     parts = ["#include <Arduino.h>\n"]
-    for ino in inos:
-        text = source_text(Path(ino).read_bytes()).removeprefix(_BOM)
-        name = os.path.relpath(ino, os.path.dirname(os.path.dirname(ino)))
+    for ino, text in zip(inos, texts):
+        name = os.path.abspath(ino) if located else os.path.relpath(ino, os.path.dirname(os.path.dirname(ino)))
         parts.append(f"#line 1 {c_string(name)}\n{text}" + ("" if text.endswith("\n") else "\n"))
     return "".join(parts)
 

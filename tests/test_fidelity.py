@@ -43,3 +43,21 @@ def test_a_sketch_starting_with_a_bom_builds(tmp_path):
     built = _build(tmp_path, sketch)
     assert (built / "firmware.hex").stat().st_size > 0
     assert b"\xef\xbb\xbf" not in (built / "build" / "sketch" / "Bom.ino.cpp").read_bytes()
+
+
+@needs_toolchain
+@pytest.mark.skipif(not shutil.which("arduino-builder"), reason="needs Debian's arduino-builder")
+def test_file_macro_prints_the_path_the_ide_gives(tmp_path):
+    sketch = _sketch(tmp_path, "Where", b"void setup() {\n  Serial.begin(9600);\n  Serial.println(__FILE__);\n}\n"
+                                        b"void loop() {}\n")
+    built = _build(tmp_path, sketch)
+    assert (built / "firmware.hex").read_bytes() == arduino_builder_hex(sketch / "Where.ino", tmp_path / "reference")
+
+
+def test_a_sketch_without_file_names_keeps_location_free_line_directives(tmp_path):
+    from fbuild_graph.preprocess import merge
+
+    plain = _sketch(tmp_path, "Plain", b"void setup() {}\nvoid loop() {}\n") / "Plain.ino"
+    located = _sketch(tmp_path, "Located", b"void setup() { assert(1); }\nvoid loop() {}\n") / "Located.ino"
+    assert '#line 1 "Plain/Plain.ino"' in merge((str(plain),))
+    assert f'#line 1 "{located}"' in merge((str(located),))
