@@ -25,6 +25,7 @@ _BOM = "\ufeff"
 
 # What makes the file name part of the firmware: `__FILE__` itself, or `assert`, which prints it.
 _NAMES_ITS_FILE = re.compile(r"\b(?:__FILE__|assert)\b")
+_INCLUDES_ARDUINO = re.compile(r'^\s*#\s*include\s*[<"]Arduino\.h[>"]', re.MULTILINE)
 
 
 def merge(inos: tuple[str, ...]) -> str:
@@ -35,7 +36,8 @@ def merge(inos: tuple[str, ...]) -> str:
     only at the start of the merged file."""
     texts = [source_text(Path(ino).read_bytes()).removeprefix(_BOM) for ino in inos]
     located = any(_NAMES_ITS_FILE.search(text) for text in texts)
-    parts = ["#include <Arduino.h>\n"]
+    # As arduino-builder: the include is added only when the main file does not make it itself.
+    parts = [] if _INCLUDES_ARDUINO.search(texts[0]) else ["#include <Arduino.h>\n"]
     for ino, text in zip(inos, texts):
         name = os.path.abspath(ino) if located else os.path.relpath(ino, os.path.dirname(os.path.dirname(ino)))
         parts.append(f"#line 1 {c_string(name)}\n{text}" + ("" if text.endswith("\n") else "\n"))

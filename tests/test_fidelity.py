@@ -61,3 +61,15 @@ def test_a_sketch_without_file_names_keeps_location_free_line_directives(tmp_pat
     located = _sketch(tmp_path, "Located", b"void setup() { assert(1); }\nvoid loop() {}\n") / "Located.ino"
     assert '#line 1 "Plain/Plain.ino"' in merge((str(plain),))
     assert f'#line 1 "{located}"' in merge((str(located),))
+
+
+@needs_toolchain
+@pytest.mark.skipif(not shutil.which("arduino-builder"), reason="needs Debian's arduino-builder")
+def test_a_sketch_including_arduino_h_gets_no_second_include(tmp_path):
+    sketch = _sketch(tmp_path, "Inc", b"// first\n#include <Arduino.h>\nvoid setup() { later(); }\nvoid loop() {}\n"
+                                      b"void later() { pinMode(13, OUTPUT); }\n")
+    built = _build(tmp_path, sketch)
+    merged = (built / "build" / "sketch" / "Inc.ino.cpp").read_text()
+    assert merged.startswith('#line 1 "Inc/Inc.ino"\n// first\n#include <Arduino.h>\n')
+    assert merged.count("Arduino.h") == 1
+    assert (built / "firmware.hex").read_bytes() == arduino_builder_hex(sketch / "Inc.ino", tmp_path / "reference")
