@@ -145,10 +145,12 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
     spec = CacheSpec(config.cache_dir or default_cache_dir(), config.cache_mode, config.cache_layers,
                      config.cache_trust, config.max_bundle_bytes)
-    with spec.open(warn=progress) as store, tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-") as ccache_state, \
-            contextlib.ExitStack() as held:
+    with contextlib.ExitStack() as held:
+        store = held.enter_context(spec.open(warn=progress))
+        ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
         prepared = prepare(config, _compiler_cache(config, store, ccache_state))
-        held.enter_context(lock.holding(prepared.layout.out, progress if config.wait else None))  # before the first file is written there
+        # Held from before the first file is written into --out until results.json is.
+        held.enter_context(lock.holding(prepared.layout.out, progress if config.wait else None))
         for line in prepared.notes:
             progress(line)
         restored = _restore_stage1(store, prepared.units, prepared.layout)
