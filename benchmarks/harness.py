@@ -22,7 +22,7 @@ line is printed as each run finishes.
 Writes one TSV row per run: suite, mode, rep, sketches, the job limits it used (a cluster's: the runners'
 total), wall and CPU seconds (user + sys of the command and its descendants; summed over the loop's
 invocations), the seconds of ok actions per resource class from tasks.tsv (framework_work, sketch_work; every
-compile-many row), start-up seconds (phases.tsv: import + discover + cluster start), the orchestrating
+compile-many row), start-up seconds (phases.tsv: import, discover, libraries, plan, cluster start), the orchestrating
 process's peak RSS, the stage-1 cache outcome and the tools run (compile/archive/link/eep/hex/size actions).
 Then it prints the ratio table, medians over repetitions, and saves it beside the TSV as .txt with the machine
 lines. A failed build stops it with a non-zero exit naming the run and its log. Nothing here asserts on time;

@@ -19,7 +19,7 @@ from .errors import FbuildError
 from .model import FRAMEWORK, SKETCH
 
 CLASSES = (FRAMEWORK, SKETCH)
-STARTUP = ("import", "discover", "cluster_start")
+STARTUP = ("import", "discover", "libraries", "plan", "cluster_start")
 CLOCK_SLACK = 0.002  # seconds
 
 
@@ -176,7 +176,7 @@ def critical_path(build: Build) -> list[Task]:
 
 
 def path_shares(build: Build, path: Sequence[Task]) -> dict[str, float]:
-    """Share of the wall time the critical path spent: in start-up (phases import, discover, cluster_start),
+    """Share of the wall time the critical path spent: in start-up (the phases in STARTUP),
     running each resource class's actions, in gaps between its links (`scheduling`), and after its last
     action (writing results)."""
     wall = build.wall

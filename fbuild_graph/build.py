@@ -18,7 +18,8 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, execute, fileio, fingerprint, fitness, libraries, lock, plan, results, runner, stage1
+from . import ccache, detection, execute, fileio, fingerprint, fitness, include_probe, include_scan, libraries, lock
+from . import plan, results, runner, stage1
 from . import supersede, toolchain, tools, transfer
 from . import graph as graphs
 from . import sketch as sketches
@@ -29,6 +30,7 @@ from .exitcodes import ExitCode
 from .layout import Layout
 from .cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
 from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase, SketchStatus
+from .preprocess import merge
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 
@@ -61,15 +63,19 @@ def default_cache_dir() -> str:
 
 @frozen
 class Prepared:
-    """Everything known before anything runs: the inputs to `run` and to `graph --format ninja`."""
+    """Everything known before anything runs: the inputs to `run` and to `graph --format ninja`.
+    `detected` is when library detection started and stopped (time.time()); `answers` holds its preprocessor
+    answers, to be saved into the output folder by whoever holds its lock."""
 
     board: Board
     layout: Layout
     sketches: tuple[sketches.Sketch, ...]
-    discovery: libraries.Discovery
+    discovery: detection.Discovery
     graph: object
     units: tuple[fingerprint.Unit, ...]
     notes: tuple[str, ...]
+    detected: tuple[float, float]
+    answers: include_probe.AnswerCache
 
 
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None) -> Prepared:
@@ -80,8 +86,6 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     board = boards.resolve(config.board, config.hardware, config.build_properties)
     toolchain.check(board.properties)
     found, skipped = sketches.search(config.sketches)
-    core_dirs = [board.properties["build.core.path"], board.properties.get("build.variant.path", "")]
-    discovery = libraries.discover(found, libraries.index(config.library_dirs, board.platform_path), core_dirs)
     notes = []
     fix = toolchain.decimal_dig_fix(board.properties)
     if fix:
@@ -90,6 +94,13 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
+    identity, tool = toolchain.identity(board.properties), tools.Tools()
+    core_dirs = [board.properties["build.core.path"], board.properties.get("build.variant.path", "")]
+    detect_start = time.time()
+    answers = include_probe.AnswerCache(layout.includes_cache)
+    discovery = detect_libraries(board, found, libraries.index(config.library_dirs, board.platform_path), identity,
+                                 tool, answers)
+    detected = (detect_start, time.time())
     read = [*(sk.path for sk in found), *(lib.root for lib in discovery.libraries)]
     if config.out is not None:
         # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
@@ -105,12 +116,24 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     user_roots = [layout.out, *map(os.path.abspath, config.library_dirs)]
     base_dir = os.path.commonpath(user_roots)
     launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
-    identity, tool = toolchain.identity(board.properties), tools.Tools()
     dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher,
                              lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16])
     units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
-                    units=tuple(units), notes=tuple(notes))
+                    units=tuple(units), notes=tuple(notes), detected=detected, answers=answers)
+
+
+def detect_libraries(board: Board, found: Sequence[sketches.Sketch], offered: Sequence[libraries.Library],
+                     identity: str, tool: tools.Tools, answers: include_probe.AnswerCache) -> detection.Discovery:
+    """Library detection with the board's preprocessor (see detection.py), its answers kept in `answers`."""
+    props = board.properties
+    core_dirs = [props["build.core.path"], props.get("build.variant.path", "")]
+    compiler = toolchain.compiler(props)
+    scan = include_scan.IncludeScan(tool.system_dirs(compiler), frozenset(libraries.providers(offered)))
+    with tempfile.TemporaryDirectory(prefix="fbuild-graph-detect-") as empty:
+        prober = include_probe.Prober(props, f"{identity}\0{tool.system_headers(compiler)}", scan, answers, cwd=empty)
+        return detection.detect(found, lambda sk: fileio.source_bytes(merge(sk.inos)), offered, core_dirs,
+                                prober.first_missing, jobs=os.cpu_count() or 1)
 
 
 def _check_out(out: str, read: Sequence[str]) -> None:
@@ -151,10 +174,13 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         prepared = prepare(config, _compiler_cache(config, store, ccache_state))
         # Held from before the first file is written into --out until results.json is.
         held.enter_context(lock.holding(prepared.layout.out, progress if config.wait else None))
+        prepared.answers.save()
         for line in prepared.notes:
             progress(line)
         restored = _restore_stage1(store, prepared.units, prepared.layout)
-        phases = [Phase("import", 0.0, begin), Phase("discover", begin, time.time() - t0)]
+        detect_start, detect_stop = (at - t0 for at in prepared.detected)
+        phases = [Phase("import", 0.0, begin), Phase("discover", begin, detect_start),
+                  Phase("libraries", detect_start, detect_stop), Phase("plan", detect_stop, time.time() - t0)]
         shown = view(len(prepared.sketches))
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
         try:
@@ -164,7 +190,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
             shown.close()
         stage1_key = fingerprint.combined_key(prepared.units)
         stage1_cache = _cache_state(store, prepared.units, restored)
-        phases += _stage_phases(collector, t0, phases[1].stop, stage1_key, stage1_cache)
+        phases += _stage_phases(collector, t0, phases[-1].stop, stage1_key, stage1_cache)
         phases.append(Phase("total", 0.0, time.time() - t0))
         ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
         if exit_code == ExitCode.OK and any(r.status != SketchStatus.OK for r in ordered):
@@ -172,7 +198,9 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
                              stage1_cache=stage1_cache,
                              peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                             phases=tuple(phases), sketches=ordered, slots=slots)
+                             phases=tuple(phases), sketches=ordered, slots=slots,
+                             library_detection={"preprocessor_runs": prepared.answers.runs,
+                                                "answers_reused": prepared.answers.reused})
         out = prepared.layout.out
         results.write_tasks(out, collector.all_records, t0, plan.waits_for(prepared.graph, steps))
         results.write_phases(out, report.phases)
@@ -206,8 +234,7 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
     Also returns the cluster's slots per resource class."""
     layout = prepared.layout
     units = {u.owner: u for u in prepared.units}
-    collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch,
-                          prepared.discovery.unresolved, t0, shown,
+    collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch, t0, shown,
                           on_stage1_ok=lambda owner: stage1.store(store, units[owner], collector.produced))
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)

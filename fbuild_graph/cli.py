@@ -266,6 +266,7 @@ def _graph(args: argparse.Namespace) -> int:
         sys.stdout.write(export.to_json(prepared.graph))
     else:
         with lock.holding(prepared.layout.out):  # the export preprocesses the sketches into it
+            prepared.answers.save()
             sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
     return 0
 

@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve
 
 from . import recipes, results, transfer
+from .include_probe import missing_header
 from .layout import Layout
 from .model import OK_STATUSES, ActionRecord, Board, Sketch, SketchResult, StepResult
 from .plan import Step
@@ -27,7 +28,7 @@ class Collector:
     """Receives every StepResult once (`on_result`); owns the per-run state the pure parts must not."""
 
     def __init__(self, board: Board, sketches: Sequence[Sketch], steps: Sequence[Step], layout: Layout,
-                 libraries_of: Mapping[str, Sequence[str]], unresolved: Mapping[str, Sequence[str]], t0: float,
+                 libraries_of: Mapping[str, Sequence[str]], t0: float,
                  view, on_stage1_ok: Callable[[str], None] = lambda owner: None):
         self.board = board
         self.layout = layout
@@ -35,7 +36,6 @@ class Collector:
         self.view = view  # progress.Lines, Live or Quiet: what a person sees as units and sketches finish
         self.on_stage1_ok = on_stage1_ok
         self.libraries_of = libraries_of
-        self.unresolved = unresolved
         self.sketches = {f"sketch:{s.id}": s for s in sketches}
         self.pending: dict[str, int] = defaultdict(int)
         for step in steps:
@@ -118,9 +118,10 @@ class Collector:
     def _error(self, sk: Sketch, owner: str) -> Optional[str]:
         if owner in self.failed_owner:
             error = self.failed_owner[owner]
-            missing = [h for h in self.unresolved.get(sk.id, ()) if h in error]
+            missing = missing_header(error)
             if missing:
-                error += f" (no installed library provides {missing[0]}; add one with --library-dir)"
+                # Library detection added every library that provides a header the compile reaches.
+                error += f" (no installed library provides {missing}; add one with --library-dir)"
             return error
         if owner in self.blocked_by:
             culprit = self.blocked_by[owner]

@@ -29,7 +29,7 @@ from attrs import frozen
 
 from . import signature
 from .layout import Layout
-from .libraries import Discovery
+from .detection import Discovery
 from .model import FRAMEWORK, SKETCH, Action, Board
 
 # The digest recorded for a listed file that does not exist (or cannot be read) now.

@@ -17,7 +17,7 @@ from attrs import evolve
 
 from . import recipes
 from .layout import Layout, merged_name
-from .libraries import Discovery
+from .detection import Discovery
 from .model import FRAMEWORK, SKETCH, Action, Board, Library, Sketch
 from .names import folder_name
 from .sketch import SOURCE_EXTENSIONS, compile_order

@@ -5,6 +5,7 @@
     OUT/sketches/ID/build/      a sketch's intermediate files
     OUT/sketches/ID/            firmware.elf/.hex/.eep, build.log, result.json
     OUT/results.json  OUT/phases.tsv  OUT/tasks.tsv
+    OUT/includes.cache          library detection's preprocessor answers (include_probe.py)
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class Layout:
     @property
     def core_dir(self) -> str:
         return os.path.join(self.out, "stage1", "core")
+
+    @property
+    def includes_cache(self) -> str:
+        return os.path.join(self.out, "includes.cache")
 
     @property
     def core_log(self) -> str:

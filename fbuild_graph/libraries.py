@@ -1,42 +1,20 @@
-"""Library discovery, once for the whole batch: index the libraries on offer, then follow `#include`s.
-
-An include resolves, in order, to a file beside the including one, a core or variant header, or a
-library that provides that header (user `--library-dir`s before the platform's `libraries/`; among
-several, the one named like the header). What resolves to nothing is left to the compiler, which names
-it in its error. Includes are found by scanning preprocessor lines: an `#include` is a line-level
-construct, so unlike function prototypes it needs no C++ parser. Includes under a false `#if` are
-followed too, which can only add a library, never miss one.
+"""The libraries on offer: found in the library folders, indexed by the headers they provide, and the
+choice among several that provide the same header (user `--library-dir`s before the platform's
+`libraries/`; among those, the one named like the header). Which libraries a sketch uses is detection.py's.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
-
-from attrs import frozen
+from typing import Iterable, Sequence
 
 from . import fileio
 from .errors import FbuildError
-from .model import Library, Sketch
+from .model import Library
 from .sketch import HEADER_EXTENSIONS, SOURCE_EXTENSIONS, compile_order
 
-_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]', re.MULTILINE)
 _NOT_LIBRARY_CODE = {"examples", "extras", "test", "tests", "docs", ".git", ".github"}
-
-
-@frozen
-class Discovery:
-    """Which libraries each sketch links, in arduino-builder's detection order, and each library's own
-    dependency closure (the include path it compiles with). `unresolved` maps a sketch id to headers no
-    library provides, for the error hint when its compile fails."""
-
-    libraries: tuple[Library, ...]
-    by_sketch: Mapping[str, tuple[str, ...]]
-    closure: Mapping[str, tuple[str, ...]]
-    unresolved: Mapping[str, tuple[str, ...]]
 
 
 def index(library_dirs: Sequence[str], platform_path: str) -> list[Library]:
@@ -109,82 +87,16 @@ def _walk(folder: Path) -> Iterable[str]:
             yield str((Path(here) / name).relative_to(folder))
 
 
-@lru_cache(maxsize=None)
-def includes(path: str) -> tuple[str, ...]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return ()
-    return tuple(m.decode("utf-8", "replace").strip() for m in _INCLUDE.findall(data))
-
-
-def discover(sketches: Sequence[Sketch], libraries: Sequence[Library], core_dirs: Sequence[str]) -> Discovery:
-    providers = _providers(libraries)
-    core_headers = {h for d in core_dirs for h in _walk(Path(d)) if h.endswith(HEADER_EXTENSIONS)}
-    by_name = {lib.name: lib for lib in libraries}
-
-    def direct(files: Iterable[str]) -> tuple[list[str], list[str]]:
-        """Libraries (in first-include order) and unresolved headers named by these files."""
-        libs: list[str] = []
-        missing: list[str] = []
-        for path in files:
-            for header in includes(path):
-                if header in core_headers or os.path.exists(os.path.join(os.path.dirname(path), header)):
-                    continue
-                lib = _choose(header, providers.get(header, ()))
-                target = libs if lib else missing
-                name = lib.name if lib else header
-                if name not in target:
-                    target.append(name)
-        return libs, missing
-
-    lib_deps = {}
-    for lib in libraries:
-        lib_deps[lib.name] = _lib_direct(lib, direct)
-
-    def close(start: Sequence[str], exclude: str = "") -> tuple[str, ...]:
-        order: list[str] = []
-        queue = list(start)
-        while queue:
-            name = queue.pop(0)
-            if name in order or name == exclude:
-                continue
-            order.append(name)
-            queue.extend(lib_deps[name])
-        return tuple(order)
-
-    by_sketch: dict[str, tuple[str, ...]] = {}
-    unresolved: dict[str, tuple[str, ...]] = {}
-    for sk in sketches:
-        files = [*sk.inos, *(os.path.join(sk.path, f) for f in sk.files)]
-        libs, missing = direct(files)
-        by_sketch[sk.id] = close(libs)
-        unresolved[sk.id] = tuple(missing)
-    used = {name for libs in by_sketch.values() for name in libs}
-    closure = {name: close(lib_deps[name], exclude=name) for name in sorted(used)}
-    return Discovery(
-        libraries=tuple(by_name[name] for name in sorted(used)),
-        by_sketch=by_sketch,
-        closure=closure,
-        unresolved=unresolved,
-    )
-
-
-def _lib_direct(lib: Library, direct) -> list[str]:
-    files = [*lib.sources, *(os.path.join(lib.include_dirs[0], h) for h in lib.headers)]
-    libs, _ = direct(f for f in files if os.path.exists(f))
-    return [name for name in libs if name != lib.name]
-
-
-def _providers(libraries: Sequence[Library]) -> dict[str, list[Library]]:
-    providers: dict[str, list[Library]] = {}
+def providers(libraries: Sequence[Library]) -> dict[str, list[Library]]:
+    """Header (as `#include` names it) -> the libraries that provide it, highest priority first."""
+    offered: dict[str, list[Library]] = {}
     for lib in libraries:
         for header in lib.headers:
-            providers.setdefault(header, []).append(lib)
-    return providers
+            offered.setdefault(header, []).append(lib)
+    return offered
 
 
-def _choose(header: str, candidates: Sequence[Library]) -> Library | None:
+def choose(header: str, candidates: Sequence[Library]) -> Library | None:
     stem = Path(header).stem
     for lib in candidates:
         if lib.name == stem or Path(lib.root).name == stem:

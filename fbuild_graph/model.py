@@ -191,7 +191,9 @@ class Phase:
 class BuildReport:
     """`results.json`: the whole run, for machines. `stage1_cache`: hit, miss, partial or off. `slots`: how
     many actions of each resource class could run at once (the workers' resources; empty when nothing ran
-    on a cluster), which is what a timeline's idle share is measured against."""
+    on a cluster), which is what a timeline's idle share is measured against. `library_detection`: how many
+    preprocessor runs library detection made (`preprocessor_runs`) and how many answers it took from the
+    output folder's includes.cache instead (`answers_reused`)."""
 
     board: str
     exit_code: int
@@ -201,6 +203,7 @@ class BuildReport:
     phases: tuple[Phase, ...]
     sketches: tuple[SketchResult, ...]
     slots: dict[str, int] = attrs.field(factory=dict)
+    library_detection: dict[str, int] = attrs.field(factory=dict)
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:

@@ -38,6 +38,29 @@ def compile_argv(props: Mapping[str, str], source: str, obj: str, include_dirs: 
     })
 
 
+# arduino-cli's stand-in when a platform has no `recipe.preproc.macros`: the C++ compile recipe, preprocessing.
+_PREPROC_MACROS_FLAGS = "-w -x c++ -E -CC"
+
+
+def detect_argv(props: Mapping[str, str], source: str, include_dirs: Sequence[str],
+                quote_dirs: Sequence[str] = ()) -> tuple[str, ...]:
+    """The command arduino-cli runs to find the first missing header of a source (`recipe.preproc.macros`,
+    every source treated as C++, output to nowhere), without `-MMD` (as arduino-cli: it would write
+    `/dev/null.d`), plus `-H`, which names every header read, and `-iquote` for a source read from stdin."""
+    recipe = "recipe.preproc.macros"
+    if recipe not in props and "recipe.cpp.o.pattern" in props:
+        pattern = props["recipe.cpp.o.pattern"].replace(
+            "{compiler.cpp.flags}", "{compiler.cpp.flags} {preproc.macros.flags}", 1).replace(
+            "{object_file}", "{preprocessed_file_path}", 1)
+        props = {"preproc.macros.flags": _PREPROC_MACROS_FLAGS, **props, recipe: pattern}
+    argv = _argv(props, recipe, {
+        "source_file": source,
+        "preprocessed_file_path": os.devnull,
+        "includes": tuple(f"-I{d}" for d in include_dirs),
+    })
+    return (*(word for word in argv if word != "-MMD"), "-H", *(w for d in quote_dirs for w in ("-iquote", d)))
+
+
 def archive_argv(props: Mapping[str, str], archive: str, objects: Sequence[str]) -> tuple[str, ...]:
     # The recipe names one `{object_file}`: we archive all objects with one call, in the member order
     # arduino-builder's one call per object gives.

@@ -43,6 +43,7 @@ class Tools:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._digests: dict[str, str] = {}
         self._headers: dict[str, str] = {}
+        self._dirs: dict[str, tuple[str, ...]] = {}
 
     def identity(self, action: Action) -> str:
         """A digest of every file the action's tool reads besides its inputs ("" for the in-process
@@ -56,16 +57,21 @@ class Tools:
         for path in self._shapes[shape]:
             h.update(f"{path}\0{self._digest(path)}\0".encode())
         if action.kind == "compile":
-            h.update(self._system_headers(action.argv[0]).encode())
+            h.update(self.system_headers(action.argv[0]).encode())
         return h.hexdigest()[:16]
 
-    def _system_headers(self, compiler: str) -> str:
+    def system_dirs(self, compiler: str) -> tuple[str, ...]:
+        if compiler not in self._dirs:
+            self._dirs[compiler] = tuple(system_include_dirs(compiler))
+        return self._dirs[compiler]
+
+    def system_headers(self, compiler: str) -> str:
         """The compiler's system header folders (avr-libc's among them), which `-MMD` depfiles leave out:
         keyed by each file's path, size, mtime, ctime and inode, which a package upgrade or an edit changes,
         so that a build does not read their 20 MB to notice."""
         if compiler not in self._headers:
             h = hashlib.sha256()
-            for folder in system_include_dirs(compiler):
+            for folder in self.system_dirs(compiler):
                 for here, dirs, files in os.walk(folder):
                     dirs.sort()
                     for name in sorted(files):

@@ -72,17 +72,23 @@ def big_build(tmp_path_factory) -> Build:
     return Build(out, proc)
 
 
-def arduino_builder_hex(ino: Path, root: Path) -> bytes:
-    """The `.hex` Debian's arduino-builder (the reference) builds for the Uno from `ino`, offline; `root` holds
-    its build folders and its core cache, shared between calls."""
+def arduino_builder(ino: Path, root: Path, libraries: Path | None = None) -> tuple[bytes, str]:
+    """The `.hex` Debian's arduino-builder (the reference) builds for the Uno from `ino`, offline, and its verbose
+    output (every command it ran); `root` holds its build folders and its core cache, shared between calls;
+    `libraries` is a user library folder (the sketchbook's `libraries/`)."""
     cache, tools, build = root / "cache", root / "tools", root / "builds" / ino.stem
     for folder in (cache, tools, build):
         folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        ["arduino-builder", "-compile", "-hardware", "/usr/share/arduino-builder", "-hardware",
-         "/usr/share/arduino/hardware", "-tools", str(tools), "-fqbn", "arduino:avr:uno", "-build-path", str(build),
-         "-build-cache", str(cache), "-core-api-version", "10819", "-warnings", "none",
+        ["arduino-builder", "-compile", "-verbose", "-hardware", "/usr/share/arduino-builder", "-hardware",
+         "/usr/share/arduino/hardware", "-tools", str(tools), *(["-libraries", str(libraries)] if libraries else []),
+         "-fqbn", "arduino:avr:uno", "-build-path", str(build), "-build-cache", str(cache),
+         "-core-api-version", "10819", "-warnings", "none",
          "-prefs", "compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__", str(ino)],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return (build / f"{ino.stem}.ino.hex").read_bytes()
+    return (build / f"{ino.stem}.ino.hex").read_bytes(), proc.stdout
+
+
+def arduino_builder_hex(ino: Path, root: Path) -> bytes:
+    return arduino_builder(ino, root)[0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import networkx as nx
 import pytest
 
-from conftest import PLATFORM, TEST_LIBRARIES, TEST_SKETCHES
+from conftest import PLATFORM, TEST_LIBRARIES, TEST_SKETCHES, needs_toolchain
 from fbuild_graph import board as boards
 from fbuild_graph import graph, libraries, plan, properties, sketch
 from fbuild_graph.errors import FbuildError
@@ -96,12 +98,18 @@ def test_an_ino_file_argument_and_its_folder_are_one_sketch():
 
 # libraries ----------------------------------------------------------------------------------------------
 
-@needs_core
+def _detect(b, found, offered):
+    from fbuild_graph import build, include_probe, toolchain, tools
+
+    return build.detect_libraries(b, found, offered, toolchain.identity(b.properties), tools.Tools(),
+                                  include_probe.AnswerCache(None))
+
+
+@needs_toolchain
 def test_library_discovery_is_transitive_and_handles_both_layouts():
     b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
     found = sketch.find([str(TEST_SKETCHES / "uses_libs")])
-    index = libraries.index([str(TEST_LIBRARIES)], b.platform_path)
-    d = libraries.discover(found, index, [b.properties["build.core.path"], b.properties["build.variant.path"]])
+    d = _detect(b, found, libraries.index([str(TEST_LIBRARIES)], b.platform_path))
     # fl/ui.h lives in a subfolder of FancyLed's src/; OldSchool (flat layout) includes Wire.
     assert d.by_sketch["uses_libs"] == ("FancyLed", "OldSchool", "Wire")
     assert d.closure["OldSchool"] == ("Wire",)
@@ -120,12 +128,12 @@ def test_a_single_library_root_is_accepted_as_library_dir():
 
 @pytest.fixture(scope="module")
 def dag():
-    if not PLATFORM.is_dir():
-        pytest.skip("needs arduino-core-avr")
+    if not (PLATFORM.is_dir() and shutil.which("avr-g++")):
+        pytest.skip("needs arduino-core-avr and gcc-avr")
     b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
     found = sketch.find([str(PLATFORM / "libraries" / "Wire" / "examples"), str(TEST_SKETCHES / "multi_file")])
     core_dirs = [b.properties["build.core.path"], b.properties["build.variant.path"]]
-    d = libraries.discover(found, libraries.index([], b.platform_path), core_dirs)
+    d = _detect(b, found, libraries.index([], b.platform_path))
     from fbuild_graph.build import _sources
 
     return graph.build_graph(b, found, d, Layout("/out"), _sources(core_dirs[0]), _sources(core_dirs[1]))

@@ -1,0 +1,114 @@
+"""Library detection, once for the whole batch, as arduino-cli does it: a library counts only where the
+preprocessor, with the board's macros, reaches one of its headers.
+
+Each source is preprocessed with the include path found so far; the first header it misses selects the library
+that provides it (libraries.choose), whose folders join the include path, and the source is preprocessed again,
+until it misses nothing (or misses a header no library provides: its compile names it). A sketch's sources
+come first (the merged `.ino`, then its other files); each library found then has its own sources detected the
+same way, with the core, itself and what they find on the path, and a sketch links the closure in the order
+found. An `#include <SPI.h>` under `#ifdef ESP8266` therefore links nothing on an AVR board, and a library no
+sketch reaches is never compiled, whatever architecture it was written for.
+
+Pure given its oracle: `first_missing(source, include_dirs)` (include_probe.Prober asks the compiler; tests
+pass a fake).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Mapping, Optional, Sequence
+
+from attrs import frozen
+
+from .libraries import choose, providers
+from .model import Library, Sketch
+
+
+@frozen
+class Source:
+    """A file library detection preprocesses. `text` holds a merged sketch, which exists nowhere on disk
+    yet: it goes to the preprocessor on stdin, with `quote_dir` (the sketch folder) searched for `"..."`
+    includes, as the copy beside it would be. `path` names the file; for a file on disk it is the file."""
+
+    path: str
+    quote_dir: str
+    text: Optional[bytes] = None
+
+
+FirstMissing = Callable[[Source, Sequence[str]], Optional[str]]
+
+
+@frozen
+class Discovery:
+    """Which libraries each sketch links, in detection order, and each library's own dependency closure (the
+    include path it compiles with)."""
+
+    libraries: tuple[Library, ...]
+    by_sketch: Mapping[str, tuple[str, ...]]
+    closure: Mapping[str, tuple[str, ...]]
+
+
+def sketch_sources(sk: Sketch, merged: bytes) -> list[Source]:
+    """What detection preprocesses of a sketch: the merged `.ino` (its quote includes find the sketch's
+    files, as its copy beside them does), then its other sources."""
+    return [Source(path=sk.inos[0], quote_dir=sk.path, text=merged),
+            *(Source(path=os.path.join(sk.path, rel), quote_dir=os.path.dirname(os.path.join(sk.path, rel)))
+              for rel in sk.sources)]
+
+
+def library_sources(lib: Library) -> list[Source]:
+    return [Source(path=src, quote_dir=os.path.dirname(src)) for src in lib.sources]
+
+
+def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], libraries: Sequence[Library],
+           core_dirs: Sequence[str], first_missing: FirstMissing, jobs: int = 1) -> Discovery:
+    """`merged(sketch)` gives a sketch's merged `.ino` source; `jobs` sketches (then libraries) are
+    detected at once."""
+    offered = providers(libraries)
+    core = [d for d in core_dirs if d]
+
+    def follow(sources: Sequence[Source], start: Sequence[str], own: str = "") -> list[str]:
+        """The libraries found, in order, preprocessing `sources` in turn."""
+        found: list[Library] = []
+        include_dirs = list(start)
+        for source in sources:
+            while (header := first_missing(source, tuple(include_dirs))) is not None:
+                lib = choose(header, offered.get(header, ()))
+                if lib is None or lib in found or lib.name == own:
+                    # No library has it, or the one that has it is on the path already and still misses it:
+                    # arduino-cli stops here, and the compile says which header it is.
+                    break
+                found.append(lib)
+                include_dirs += lib.include_dirs
+        return [lib.name for lib in found]
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        direct = dict(zip((sk.id for sk in sketches),
+                          pool.map(lambda sk: follow(sketch_sources(sk, merged(sk)), core), sketches)))
+        by_name = {lib.name: lib for lib in libraries}
+        lib_deps: dict[str, list[str]] = {}
+        wanted = sorted({name for libs in direct.values() for name in libs})
+        while wanted:
+            found = pool.map(lambda name: follow(library_sources(by_name[name]), [*core, *by_name[name].include_dirs],
+                                                 own=name), wanted)
+            lib_deps.update(zip(wanted, found))
+            wanted = sorted({dep for deps in lib_deps.values() for dep in deps} - lib_deps.keys())
+
+    def close(start: Sequence[str], exclude: str = "") -> tuple[str, ...]:
+        order: list[str] = []
+        queue = list(start)
+        while queue:
+            name = queue.pop(0)
+            if name not in order and name != exclude:
+                order.append(name)
+                queue.extend(lib_deps[name])
+        return tuple(order)
+
+    by_sketch = {sk_id: close(libs) for sk_id, libs in direct.items()}
+    used = sorted({name for libs in by_sketch.values() for name in libs})
+    return Discovery(
+        libraries=tuple(by_name[name] for name in used),
+        by_sketch=by_sketch,
+        closure={name: close(lib_deps[name], exclude=name) for name in used},
+    )

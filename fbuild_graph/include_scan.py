@@ -1,0 +1,80 @@
+"""Which files could reach a library: a textual walk of `#include` lines that spares most preprocessor runs.
+
+Library detection (see detection.py) asks the preprocessor which header is missing first. The preprocessor
+reaches a subset of the `#include` lines a plain scan finds, since it skips false `#if` branches. So when the
+scan, following every include as gcc would resolve it (the including file's folder for `"..."`, then the
+include path, then the compiler's system folders), finds no header that is missing and provided by some
+library, the preprocessor cannot find one either, and the run is not needed. Anything the scan cannot
+follow (`#include MACRO`, `#include_next`, a directive split by a comment or a line continuation) counts as a
+possible library, so the answer errs only towards running the preprocessor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Collection, Iterable, Sequence
+
+# Group 1: `<` or `"`; group 2: the header. A directive the literal form does not match is "computed".
+_DIRECTIVE = re.compile(rb'^[ \t]*#[ \t]*(include_next|include|import)\b[ \t]*(?:([<"])([^>"\n]+)[>"])?',
+                        re.MULTILINE)
+_SPLIT_DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(?:/\*|\\\r?\n)", re.MULTILINE)
+
+
+class IncludeScan:
+    """One detection's memo of files' include lines and of which paths are files: the sources do not change
+    while a build reads them, and one detection asks about the same core headers for every sketch."""
+
+    def __init__(self, system_dirs: Sequence[str], provided: Collection[str]) -> None:
+        self.system_dirs = tuple(system_dirs)
+        self.provided = provided
+        self._directives: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._files: dict[str, bool] = {}
+
+    def directives(self, path: str) -> tuple[tuple[str, str], ...]:
+        if path not in self._directives:
+            try:
+                with open(path, "rb") as f:
+                    self._directives[path] = scan(f.read())
+            except OSError:
+                self._directives[path] = ()
+        return self._directives[path]
+
+    def _resolve(self, header: str, folders: Iterable[str]) -> str | None:
+        for folder in folders:
+            path = os.path.join(folder, header)
+            if path not in self._files:
+                self._files[path] = os.path.isfile(path)
+            if self._files[path]:
+                return path
+        return None
+
+    def may_reach_library(self, roots: Sequence[tuple[str, str]], quote_dir: str, include_dirs: Sequence[str]) -> bool:
+        """Whether preprocessing a file whose include lines are `roots` (its quote includes searching
+        `quote_dir` first) could stop at a missing header that some library provides."""
+        seen: set[str] = set()
+        pending = [(quote_dir, form, header) for form, header in roots]
+        while pending:
+            here, form, header = pending.pop()
+            if form == "?":
+                return True
+            found = self._resolve(header, [here, *include_dirs] if form == '"' else include_dirs)
+            if found is None:
+                if header in self.provided and self._resolve(header, self.system_dirs) is None:
+                    return True
+                continue  # a system header, or one that nobody provides: the compile names it
+            if found not in seen:
+                seen.add(found)
+                pending.extend((os.path.dirname(found), f, h) for f, h in self.directives(found))
+        return False
+
+
+def scan(data: bytes) -> tuple[tuple[str, str], ...]:
+    """`(form, header)` per include line: form `<`, `"`, or `?` where the scan cannot follow it."""
+    found = [("?", "") for _ in _SPLIT_DIRECTIVE.finditer(data)]
+    for m in _DIRECTIVE.finditer(data):
+        if m.group(1) != b"include" or not m.group(2):
+            found.append(("?", ""))
+        else:
+            found.append((m.group(2).decode(), m.group(3).decode("utf-8", "surrogateescape").strip()))
+    return tuple(found)
