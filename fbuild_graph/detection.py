@@ -16,7 +16,8 @@ pass a fake).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import frozen
@@ -83,17 +84,41 @@ def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], librar
                 include_dirs += lib.include_dirs
         return [lib.name for lib in found]
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        direct = dict(zip((sk.id for sk in sketches),
-                          pool.map(lambda sk: follow(sketch_sources(sk, merged(sk)), core), sketches)))
-        by_name = {lib.name: lib for lib in libraries}
-        lib_deps: dict[str, list[str]] = {}
-        wanted = sorted({name for libs in direct.values() for name in libs})
-        while wanted:
-            found = pool.map(lambda name: follow(library_sources(by_name[name]), [*core, *by_name[name].include_dirs],
-                                                 own=name), wanted)
-            lib_deps.update(zip(wanted, found))
-            wanted = sorted({dep for deps in lib_deps.values() for dep in deps} - lib_deps.keys())
+    by_name = {lib.name: lib for lib in libraries}
+    lib_deps: dict[str, Future] = {}
+    lock = threading.Lock()
+
+    def want(names: Sequence[str]) -> None:
+        """Detect each library's own sources as soon as some source first reaches it."""
+        with lock:
+            for name in names:
+                if name not in lib_deps:
+                    lib = by_name[name]
+                    lib_deps[name] = pool.submit(lambda lib=lib: want_all(
+                        follow(library_sources(lib), [*core, *lib.include_dirs], own=lib.name)))
+
+    def want_all(names: list[str]) -> list[str]:
+        want(names)
+        return names
+
+    jobs = max(1, jobs)
+    # Sketches are queued a few at a time, so that a library reached early (its sources are detected one
+    # after another) starts before the last sketches instead of after them.
+    queued = threading.BoundedSemaphore(2 * jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        sketch_libs = {}
+        for sk in sketches:
+            queued.acquire()
+            sketch_libs[sk.id] = pool.submit(lambda sk=sk: want_all(follow(sketch_sources(sk, merged(sk)), core)))
+            sketch_libs[sk.id].add_done_callback(lambda _: queued.release())
+        direct = {sk_id: future.result() for sk_id, future in sketch_libs.items()}
+        while True:  # a library's task may still add others
+            with lock:
+                pending = [f for f in lib_deps.values() if not f.done()]
+            if not pending:
+                break
+            wait(pending)
+    deps = {name: future.result() for name, future in lib_deps.items()}
 
     def close(start: Sequence[str], exclude: str = "") -> tuple[str, ...]:
         order: list[str] = []
@@ -102,7 +127,7 @@ def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], librar
             name = queue.pop(0)
             if name not in order and name != exclude:
                 order.append(name)
-                queue.extend(lib_deps[name])
+                queue.extend(deps[name])
         return tuple(order)
 
     by_sketch = {sk_id: close(libs) for sk_id, libs in direct.items()}
@@ -110,5 +135,5 @@ def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], librar
     return Discovery(
         libraries=tuple(by_name[name] for name in used),
         by_sketch=by_sketch,
-        closure={name: close(lib_deps[name], exclude=name) for name in used},
+        closure={name: close(deps[name], exclude=name) for name in used},
     )

@@ -46,7 +46,9 @@ def detect_argv(props: Mapping[str, str], source: str, include_dirs: Sequence[st
                 quote_dirs: Sequence[str] = ()) -> tuple[str, ...]:
     """The command arduino-cli runs to find the first missing header of a source (`recipe.preproc.macros`,
     every source treated as C++, output to nowhere), without `-MMD` (as arduino-cli: it would write
-    `/dev/null.d`), plus `-H`, which names every header read, and `-iquote` for a source read from stdin."""
+    `/dev/null.d`), plus `-fdirectives-only` (which headers are reached is decided by directives alone, with
+    the same macros; not expanding the rest makes a run 3x faster on FastLED's headers), `-H`, which names
+    every header read, and `-iquote` for a source read from stdin."""
     recipe = "recipe.preproc.macros"
     if recipe not in props and "recipe.cpp.o.pattern" in props:
         pattern = props["recipe.cpp.o.pattern"].replace(
@@ -58,7 +60,8 @@ def detect_argv(props: Mapping[str, str], source: str, include_dirs: Sequence[st
         "preprocessed_file_path": os.devnull,
         "includes": tuple(f"-I{d}" for d in include_dirs),
     })
-    return (*(word for word in argv if word != "-MMD"), "-H", *(w for d in quote_dirs for w in ("-iquote", d)))
+    return (*(word for word in argv if word != "-MMD"), "-fdirectives-only", "-H",
+            *(w for d in quote_dirs for w in ("-iquote", d)))
 
 
 def archive_argv(props: Mapping[str, str], archive: str, objects: Sequence[str]) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 A sketch is a folder `X/` holding `X.ino`; its other `.ino` files are merged into one C++ file after the
 main one, in C-locale order; `.c/.cpp/.S` files beside them and everything under `src/` compile too.
+`.pde`, the extension of sketches older than Arduino 1.0, is a `.ino` too (as arduino-cli takes it): many
+library examples still ship as `X/X.pde`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .model import Sketch
 from .names import folder_name
 
 SOURCE_EXTENSIONS = (".S", ".c", ".cpp")
+SKETCH_EXTENSIONS = (".ino", ".pde")
 HEADER_EXTENSIONS = (".h", ".hh", ".hpp", ".tpp", ".ipp", ".inc")
 _SKIPPED_DIRS = {".git", ".svn", "node_modules", "__pycache__", "build", ".fbuild-graph"}
 
@@ -43,25 +46,26 @@ def search(args: Sequence[str]) -> tuple[list[Sketch], list[str]]:
 
 def _mains(path: Path, skipped: list[str]) -> list[Path]:
     if not path.is_dir():
-        if path.suffix != ".ino" or not path.is_file():
+        if path.suffix not in SKETCH_EXTENSIONS or not path.is_file():
             raise FbuildError(f"{path} is not a sketch: pass a sketch folder, a .ino file (a regular file) or a "
                               "folder of sketches")
         return [path]
-    own = path / f"{path.resolve().name}.ino"
-    if own.is_file():
-        return [own]
-    if os.path.lexists(own):
-        raise FbuildError(f"{own} is not a regular file (a FIFO, socket, device or dangling link): a sketch's "
-                          ".ino must be a file")
+    for own in _main_names(path.resolve()):
+        if own.is_file():
+            return [own]
+        if os.path.lexists(own):
+            raise FbuildError(f"{own} is not a regular file (a FIFO, socket, device or dangling link): a sketch's "
+                              ".ino must be a file")
     mains = []
     for folder, dirs, files in fileio.walk(str(path)):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        main = Path(folder) / f"{Path(folder).name}.ino"
-        if main.name in files:
-            mains.append(main)
-            dirs[:] = []  # a sketch's own subfolders (src/) hold no other sketches
-        elif os.path.lexists(main):
-            skipped.append(str(main))
+        for main in _main_names(Path(folder)):
+            if main.name in files:
+                mains.append(main)
+                dirs[:] = []  # a sketch's own subfolders (src/) hold no other sketches
+                break
+            if os.path.lexists(main):
+                skipped.append(str(main))
     if not mains:
         inos = sorted(path.glob("*.ino"))
         hint = f" ({inos[0].name} should be named {path.resolve().name}.ino)" if inos else ""
@@ -69,9 +73,14 @@ def _mains(path: Path, skipped: list[str]) -> list[Path]:
     return mains
 
 
+def _main_names(folder: Path) -> list[Path]:
+    return [folder / f"{folder.name}{ext}" for ext in SKETCH_EXTENSIONS]
+
+
 def load(main: Path) -> Sketch:
     folder = main.parent
-    others = sorted(p.name for p in folder.glob("*.ino") if p.name != main.name and fileio.is_regular(str(p)))
+    others = sorted(p.name for p in folder.iterdir() if p.suffix in SKETCH_EXTENSIONS and p.name != main.name
+                    and fileio.is_regular(str(p)))
     files = tuple(_walk_files(folder))
     sources = tuple(compile_order(f for f in files if f.endswith(SOURCE_EXTENSIONS)))
     return Sketch(

@@ -147,13 +147,13 @@ def test_the_detection_command_is_arduino_clis_preprocessor_recipe():
                                       '-mmcu=atmega328p {includes} "{source_file}" -o "{preprocessed_file_path}"'}
     assert recipes.detect_argv(props, "/s/a b.cpp", ["/core"]) == (
         "/usr/bin/avr-g++", "-c", "-g", "-Os", "-flto", "-w", "-x", "c++", "-E", "-CC", "-mmcu=atmega328p", "-I/core",
-        "/s/a b.cpp", "-o", "/dev/null", "-H")
+        "/s/a b.cpp", "-o", "/dev/null", "-fdirectives-only", "-H")
     # A platform without the recipe gets arduino-cli's stand-in, made from its C++ compile recipe.
     del props["recipe.preproc.macros"], props["preproc.macros.flags"]
     props["recipe.cpp.o.pattern"] = '"{compiler.path}{compiler.cpp.cmd}" {compiler.cpp.flags} {includes} "{source_file}" -o "{object_file}"'
     assert recipes.detect_argv(props, "-", ["/core"], ["/sk"]) == (
         "/usr/bin/avr-g++", "-c", "-g", "-Os", "-flto", "-w", "-x", "c++", "-E", "-CC", "-I/core", "-", "-o", "/dev/null",
-        "-H", "-iquote", "/sk")
+        "-fdirectives-only", "-H", "-iquote", "/sk")
 
 
 def test_a_kept_answer_is_reused_only_while_every_header_it_read_is_unchanged(tmp_path):
