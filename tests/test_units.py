@@ -91,6 +91,16 @@ def test_compile_order_is_S_then_c_then_cpp_per_folder_then_subfolders():
     assert order == ["w.S", "b.c", "a.cpp", "z.cpp", "src/x.cpp", "utility/twi.c"]
 
 
+def test_a_pde_sketch_is_a_sketch_as_arduino_cli_takes_it(tmp_path):
+    folder = tmp_path / "examples" / "Old"
+    folder.mkdir(parents=True)
+    for name in ("Old.pde", "b.ino", "a.pde"):
+        (folder / name).write_text("void f() {}\n")
+    found = sketch.find([str(tmp_path / "examples")])
+    assert [(s.name, [p.rsplit("/", 1)[1] for p in s.inos]) for s in found] == [("Old", ["Old.pde", "a.pde", "b.ino"])]
+    assert sketch.find([str(folder / "Old.pde")]) == found
+
+
 def test_an_ino_file_argument_and_its_folder_are_one_sketch():
     folder = TEST_SKETCHES / "multi_file"
     assert len(sketch.find([str(folder), str(folder / "multi_file.ino")])) == 1
