@@ -18,7 +18,8 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve, field, frozen
 
 from . import board as boards
-from . import ccache, detection, execute, fileio, fingerprint, fitness, include_probe, include_scan, libraries, lock
+from . import ccache, detection, execute, fileio, fingerprint, fitness, include_probe, include_scan, installs
+from . import libraries, lock
 from . import plan, results, runner, stage1
 from . import supersede, toolchain, tools, transfer
 from . import graph as graphs
@@ -40,7 +41,8 @@ class Config:
     board: str
     sketches: tuple[str, ...]
     out: Optional[str] = None
-    hardware: tuple[str, ...] = (boards.DEFAULT_HARDWARE,)
+    hardware: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
     library_dirs: tuple[str, ...] = ()
     build_properties: dict[str, str] = field(factory=dict)
     framework_jobs: int = field(factory=lambda: min(os.cpu_count() or 1, 2))
@@ -83,10 +85,19 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     caller to say once preparation has succeeded, so bad input gets exactly one line. `compiler_cache`
     gives the compile launcher for a base folder (every path under it is made relative; None: no such
     folder short of `/`, so paths stay absolute and only builds in the same place share entries)."""
-    board = boards.resolve(config.board, config.hardware, config.build_properties)
+    notes: list[str] = []
+    dirs = installs.Directories.from_environment(config.hardware, config.tools)
+    board = boards.resolve(config.board, dirs, config.build_properties, say=notes.append)
     toolchain.check(board.properties)
     found, skipped = sketches.search(config.sketches)
-    notes = []
+    # The sketchbook's libraries come after the ones named, as arduino-cli ranks them below --library.
+    library_dirs = [*map(os.path.abspath, config.library_dirs),
+                    *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else [])]
+    # A board on another platform's core also gets that platform's libraries (arduino-cli's
+    # ReferencedPlatformBuiltIn), after the user's.
+    core_libraries = os.path.join(board.properties["build.core.platform.path"], "libraries")
+    if board.properties["build.core.platform.path"] != board.platform_path and os.path.isdir(core_libraries):
+        library_dirs.append(core_libraries)
     fix = toolchain.decimal_dig_fix(board.properties)
     if fix:
         props = dict(board.properties)
@@ -95,11 +106,11 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
     identity, tool = toolchain.identity(board.properties), tools.Tools()
-    core_dirs = [board.properties["build.core.path"], board.properties.get("build.variant.path", "")]
+    core_dirs = graphs.core_dirs(board.properties)
     detect_start = time.time()
     answers = include_probe.AnswerCache(layout.includes_cache)
-    discovery = detect_libraries(board, found, libraries.index(config.library_dirs, board.platform_path), identity,
-                                 tool, answers)
+    discovery = detect_libraries(board, found, libraries.index(library_dirs, board.platform_path), identity, tool,
+                                 answers)
     detected = (detect_start, time.time())
     read = [*(sk.path for sk in found), *(lib.root for lib in discovery.libraries)]
     if config.out is not None:
@@ -113,10 +124,11 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     # Compiles read sketches from their copies in the output folder, user libraries from where they are,
     # and the installed core from where it is on every runner: so paths under the output folder and the
     # user library folders are made relative (to the output folder, the tools' working directory).
-    user_roots = [layout.out, *map(os.path.abspath, config.library_dirs)]
+    user_roots = [layout.out, *library_dirs]
     base_dir = os.path.commonpath(user_roots)
     launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
-    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]), _sources(core_dirs[1]), launcher,
+    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]),
+                             _sources(core_dirs[1]) if len(core_dirs) > 1 else [], launcher,
                              lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16])
     units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
@@ -127,12 +139,11 @@ def detect_libraries(board: Board, found: Sequence[sketches.Sketch], offered: Se
                      identity: str, tool: tools.Tools, answers: include_probe.AnswerCache) -> detection.Discovery:
     """Library detection with the board's preprocessor (see detection.py), its answers kept in `answers`."""
     props = board.properties
-    core_dirs = [props["build.core.path"], props.get("build.variant.path", "")]
     compiler = toolchain.compiler(props)
     scan = include_scan.IncludeScan(tool.system_dirs(compiler), frozenset(libraries.providers(offered)))
     with tempfile.TemporaryDirectory(prefix="fbuild-graph-detect-") as empty:
         prober = include_probe.Prober(props, f"{identity}\0{tool.system_headers(compiler)}", scan, answers, cwd=empty)
-        return detection.detect(found, lambda sk: fileio.source_bytes(merge(sk.inos)), offered, core_dirs,
+        return detection.detect(found, lambda sk: fileio.source_bytes(merge(sk.inos)), offered, graphs.core_dirs(props),
                                 prober.first_missing, jobs=os.cpu_count() or 1)
 
 

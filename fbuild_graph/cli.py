@@ -12,6 +12,7 @@ _STARTED = time.time()
 
 import argparse  # noqa: E402  (imports are timed as the `import` phase)
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from typing import Optional, Sequence
 from . import board as boards
 from attrs import evolve
 
-from . import lock, progress
+from . import installs, lock, progress
 from .build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
 from .cache import CACHE_MODES, parse_size
 from .errors import FbuildError, os_error_line
@@ -56,6 +57,16 @@ def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", metavar="DIR", help="the local cache (default $XDG_CACHE_HOME/fbuild-graph)")
 
 
+def _install_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hardware", action="append", default=[], metavar="DIR",
+                   help="add a hardware folder holding VENDOR/ARCH cores, ahead of the arduino-cli data directory "
+                   "($ARDUINO_DIRECTORIES_DATA or ~/.arduino15), the sketchbook's hardware/ ($ARDUINO_DIRECTORIES_USER "
+                   f"or ~/Arduino) and {installs.DEBIAN_HARDWARE} (repeatable)")
+    p.add_argument("--tools", action="append", default=[], metavar="DIR",
+                   help="add a folder of tools ({runtime.tools.NAME.path}): NAME/VERSION/ folders, an arduino-cli "
+                   "data directory or an IDE's hardware/tools (repeatable)")
+
+
 def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> None:
     p.add_argument("sketches", nargs="+", metavar="SKETCH",
                    help="sketch folder, .ino file, or folder searched recursively for sketches")
@@ -63,8 +74,7 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> 
                    help="short board name (uno, nano, mega, leonardo) or FQBN such as arduino:avr:mega:cpu=atmega2560")
     if out:
         p.add_argument("--out", "-o", help="output folder (default .fbuild-graph/BOARD)")
-    p.add_argument("--hardware", action="append", default=[], metavar="DIR",
-                   help=f"add a hardware folder holding VENDOR/ARCH cores (default {boards.DEFAULT_HARDWARE})")
+    _install_args(p)
     p.add_argument("--library-dir", action="append", default=[], metavar="DIR",
                    help="add user libraries: a folder of libraries or one library's root (repeatable)")
     p.add_argument("--build-property", action="append", default=[], type=_property, metavar="KEY=VALUE",
@@ -134,8 +144,12 @@ def parser() -> argparse.ArgumentParser:
                         "listen on the interface that routes to the scheduler, the workers on every interface)")
     worker.add_argument("--board", "-b", default="uno", help="the board whose toolchain is checked before joining "
                         "(default uno)")
-    worker.add_argument("--hardware", action="append", default=[], metavar="DIR",
-                        help=f"add a hardware folder holding VENDOR/ARCH cores (default {boards.DEFAULT_HARDWARE})")
+    _install_args(worker)
+    listing = sub.add_parser("boards", help="list every installed board with its FQBN and menus",
+                             description="Every board of every installed platform, as `arduino-cli board listall` "
+                             "lists them, with the menu options an FQBN can name (FQBN:MENU=OPTION,...).")
+    _install_args(listing)
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
     report = sub.add_parser("report", help="where the time of a build went, from its TSVs",
                             description="Print the phase table and the ten slowest actions of a build from its "
                             "phases.tsv and tasks.tsv; --png also draws the worker timeline with the critical path "
@@ -191,7 +205,7 @@ def _config(args: argparse.Namespace) -> Config:
     if getattr(args, "max_bundle_size", None):
         extra["max_bundle_bytes"] = parse_size(args.max_bundle_size, "--max-bundle-size")
     return Config(board=args.board, sketches=tuple(args.sketches), out=getattr(args, "out", None),
-                  hardware=tuple(args.hardware) or (boards.DEFAULT_HARDWARE,), library_dirs=tuple(args.library_dir),
+                  hardware=tuple(args.hardware), tools=tuple(args.tools), library_dirs=tuple(args.library_dir),
                   build_properties=dict(args.build_property), scheduler=scheduler,
                   cache_layers=tuple(getattr(args, "cache_ro", ())), cache_trust=tuple(getattr(args, "trust", ())),
                   ccache=not getattr(args, "no_ccache", False),
@@ -233,8 +247,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .worker import serve
 
             serve(args.scheduler, args.framework_jobs, args.sketch_jobs, args.local_directory, args.host, args.board,
-                  tuple(args.hardware) or (boards.DEFAULT_HARDWARE,))
+                  installs.Directories.from_environment(args.hardware, args.tools))
             return 0
+        if args.command == "boards":
+            return _boards(args)
         return _graph(args)
     except FbuildError as exc:
         return _fail(args, str(exc), exc.exit_code)
@@ -268,6 +284,21 @@ def _graph(args: argparse.Namespace) -> int:
         with lock.holding(prepared.layout.out):  # the export preprocesses the sketches into it
             prepared.answers.save()
             sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
+    return 0
+
+
+def _boards(args: argparse.Namespace) -> int:
+    rows = boards.listing(installs.Directories.from_environment(args.hardware, args.tools))
+    if args.json:
+        sys.stdout.write(json.dumps([{"fqbn": fqbn, "name": name, "menus": menus, "platform": p.path,
+                                      "version": p.version, "origin": p.origin} for fqbn, name, menus, p in rows],
+                                    indent=2) + "\n")
+        return 0
+    width = max((len(fqbn) for fqbn, *_ in rows), default=4)
+    sys.stdout.write(f"{'FQBN':<{width}}  Board Name\n")
+    for fqbn, name, menus, _ in rows:
+        options = "  " + " ".join(f"{menu}={'|'.join(choices)}" for menu, choices in menus.items()) if menus else ""
+        sys.stdout.write(f"{fqbn:<{width}}  {name}{options}\n")
     return 0
 
 

@@ -30,7 +30,7 @@ from attrs import frozen
 from . import signature
 from .layout import Layout
 from .detection import Discovery
-from .model import FRAMEWORK, SKETCH, Action, Board
+from .model import FRAMEWORK, HOOK, SKETCH, Action, Board
 
 # The digest recorded for a listed file that does not exist (or cannot be read) now.
 ABSENT = "absent"
@@ -61,6 +61,8 @@ def stage1_units(graph: nx.DiGraph, board: Board, discovery: Discovery, layout: 
         action = graph.nodes[key]["action"]
         if action.resource == FRAMEWORK:
             by_owner.setdefault(action.owner, []).append(action)
+    if any(a.kind == HOOK for actions in by_owner.values() for a in actions):
+        return []  # what stage-1 hooks write besides their output is unknown: such a stage 1 is never cached
     stage1 = os.path.join(layout.out, "stage1")
     units = []
     for owner, actions in sorted(by_owner.items()):

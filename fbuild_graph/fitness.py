@@ -20,7 +20,7 @@ from typing import Mapping, NoReturn, Optional
 
 from attrs import frozen
 
-from . import toolchain
+from . import properties, toolchain
 from .availability import LEFT_KEY
 from .errors import FbuildError
 
@@ -48,7 +48,7 @@ def problem(props: Mapping[str, str]) -> Optional[str]:
         toolchain.check(props)
     except FbuildError as exc:
         return str(exc)
-    mcu = props.get("build.mcu", "")
+    mcu = properties.value(props, "build.mcu")
     for language, which in (("c", "c"), ("c++", "cpp")):
         compiler = toolchain.compiler(props, which)
         argv = [compiler, "-x", language, "-c", *([f"-mmcu={mcu}"] if mcu else []), "-o", os.devnull, "-"]

@@ -18,11 +18,13 @@ from attrs import evolve
 from . import recipes
 from .layout import Layout, merged_name
 from .detection import Discovery
-from .model import FRAMEWORK, SKETCH, Action, Board, Library, Sketch
+from .model import FRAMEWORK, HOOK, SKETCH, Action, Board, Library, Sketch
 from .names import folder_name
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
 CORE = "core"
+# Objcopy recipes whose output is a firmware file (published, content-cached); others run as checks.
+OBJCOPY_KINDS = ("eep", "hex")
 
 
 def build_graph(
@@ -32,22 +34,48 @@ def build_graph(
     """`launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` gives
     the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py)."""
     props = board.properties
-    core_dirs = _core_dirs(props)
-    actions = [*core_actions(props, core_dirs, core_sources, variant_sources, layout)]
+    core = core_dirs(props)
+    stage1 = layout.stage1_dir
+    core_pre, core_ready = hooks(props, "core.prebuild", stage1, (), CORE, FRAMEWORK, "core")
+    actions = [*core_pre, *core_actions(props, core, core_sources, variant_sources, layout, core_ready)]
+    core_post, core_done = hooks(props, "core.postbuild", stage1, (os.path.join(layout.core_dir, "core.a"),), CORE,
+                                 FRAMEWORK, "core")
+    libs_pre, libs_ready = hooks(props, "libraries.prebuild", stage1, (), CORE, FRAMEWORK, "core")
+    actions += [*core_post, *libs_pre]
     libs = {lib.name: lib for lib in discovery.libraries}
     lib_objects: dict[str, list[str]] = {}
     for lib in discovery.libraries:
         deps = [libs[name] for name in discovery.closure[lib.name]]
-        lib_actions = list(library_actions(props, lib, [*core_dirs, *lib.include_dirs, *_dirs(deps)], layout))
+        lib_actions = list(library_actions(props, lib, [*core, *lib.include_dirs, *_dirs(deps)], layout, libs_ready))
         lib_objects[lib.name] = [a.outputs[0] for a in lib_actions]
         actions.extend(lib_actions)
+    libs_post, libs_done = hooks(props, "libraries.postbuild", stage1,
+                                 tuple(obj for objs in lib_objects.values() for obj in objs), CORE, FRAMEWORK, "core")
+    actions += libs_post
     variant_objects = [_core_object(layout, src) for src in variant_sources]
     for sk in sketches:
         used = [libs[name] for name in discovery.by_sketch[sk.id]]
         objects = [obj for lib in used for obj in lib_objects[lib.name]]
-        actions.extend(sketch_actions(props, sk, [*core_dirs, *_dirs(used)], [*objects, *variant_objects], layout))
+        actions.extend(sketch_actions(props, sk, [*core, *_dirs(used)], [*objects, *variant_objects], layout,
+                                      (*core_done, *libs_done)))
     placed = (evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else ()) for a in actions)
     return from_actions(evolve(a, toolchain=toolchain(a)) for a in placed)
+
+
+def hooks(props: Mapping[str, str], phase: str, build_path: str, after: Sequence[str], owner: str, resource: str,
+          step: str) -> tuple[list[Action], tuple[str, ...]]:
+    """The platform's `recipe.hooks.PHASE.*` as actions, one after another once the files `after` exist, and
+    the files that what comes after the hooks waits for (none when there are no hooks). A hook's stdout is
+    its output file: what it writes besides is unknown, so a hook always runs (see signature)."""
+    found, waits = [], ()
+    for key, argv in recipes.hook_argvs(props, phase, build_path):
+        name = key[len("recipe.hooks."):]
+        stamp = os.path.join(build_path, "hooks", f"{name}.txt")
+        found.append(Action(key=f"{step}/hooks/{name}", kind=HOOK, owner=owner, resource=resource,
+                            step=f"{step}:hooks:{name}" if resource == FRAMEWORK else step, argv=argv,
+                            inputs=waits or tuple(after), stdout_path=stamp))
+        waits = (stamp,)
+    return found, waits
 
 
 def from_actions(actions: Iterable[Action]) -> nx.DiGraph:
@@ -56,7 +84,7 @@ def from_actions(actions: Iterable[Action]) -> nx.DiGraph:
     actions = list(actions)
     for action in actions:
         graph.add_node(action.key, action=action)
-        for out in action.outputs:
+        for out in (*action.outputs, *([action.stdout_path] if action.stdout_path else [])):
             producer[out] = action.key
     for action in actions:
         for path in action.inputs:
@@ -72,64 +100,96 @@ def actions_of(graph: nx.DiGraph) -> list[Action]:
 
 def core_actions(
     props: Mapping[str, str], core_dirs: Sequence[str], core_sources: Sequence[str],
-    variant_sources: Sequence[str], layout: Layout,
+    variant_sources: Sequence[str], layout: Layout, after: Sequence[str] = (),
 ) -> Iterable[Action]:
+    """`after`: files the compiles wait for (the stamps of `recipe.hooks.core.prebuild`)."""
     objects = []
     for src in core_sources:
         obj = _core_object(layout, src)
         objects.append(obj)
         yield _compile(props, src, obj, core_dirs, key=f"core/{os.path.basename(obj)}", owner=CORE,
-                       resource=FRAMEWORK, step=f"core:{os.path.basename(src)}")
+                       resource=FRAMEWORK, step=f"core:{os.path.basename(src)}", after=after)
     for src in variant_sources:
         obj = _core_object(layout, src)
         yield _compile(props, src, obj, core_dirs, key=f"core/variant/{os.path.basename(obj)}", owner=CORE,
-                       resource=FRAMEWORK, step=f"core:variant:{os.path.basename(src)}")
+                       resource=FRAMEWORK, step=f"core:variant:{os.path.basename(src)}", after=after)
     archive = os.path.join(layout.core_dir, "core.a")
     yield Action(key="core/core.a", kind="archive", owner=CORE, resource=FRAMEWORK, step="core:archive",
                  argv=recipes.archive_argv(props, archive, objects), inputs=tuple(objects), outputs=(archive,))
 
 
-def library_actions(props: Mapping[str, str], lib: Library, include_dirs: Sequence[str], layout: Layout) -> Iterable[Action]:
+def library_actions(props: Mapping[str, str], lib: Library, include_dirs: Sequence[str], layout: Layout,
+                    after: Sequence[str] = ()) -> Iterable[Action]:
     base = lib.include_dirs[0] if lib.layout == "recursive" else lib.root
     for src in lib.sources:
         rel = os.path.relpath(src, base)
         obj = os.path.join(layout.library_dir(lib.name), rel + ".o")
         yield _compile(props, src, obj, include_dirs, key=f"lib/{folder_name(lib.name)}/{rel}.o", owner=f"lib:{lib.name}",
-                       resource=FRAMEWORK, step=f"lib:{folder_name(lib.name)}:{rel}")
+                       resource=FRAMEWORK, step=f"lib:{folder_name(lib.name)}:{rel}", after=after)
 
 
 def sketch_actions(
     props: Mapping[str, str], sk: Sketch, include_dirs: Sequence[str], link_objects: Sequence[str], layout: Layout,
+    stage1_done: Sequence[str] = (),
 ) -> Iterable[Action]:
+    """In arduino-cli's order: prebuild hooks, preprocessing, sketch prebuild hooks, compiles, sketch
+    postbuild and prelink hooks, link, postlink and preobjcopy hooks, every objcopy recipe, postobjcopy,
+    savehex and postbuild hooks; the size report. `stage1_done`: the stamps of stage 1's postbuild hooks."""
     owner = f"sketch:{sk.id}"
     build = layout.sketch_build_dir(sk.id)
     dest = os.path.join(build, "sketch")
     merged = os.path.join(dest, merged_name(sk.name))
     copies = tuple(os.path.join(dest, rel) for rel in sk.files)
     compile_step = f"sketch:{sk.id}:compile"
-    yield Action(key=f"sketch/{sk.id}/preprocess", kind="preprocess", owner=owner, resource=SKETCH, step=compile_step,
-                 argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest),
-                 inputs=(*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files)), outputs=(merged, *copies))
+    firmware = firmware_step(owner)
+
+    def chain(phase: str, after: Sequence[str], step: str) -> tuple[str, ...]:
+        found, waits = hooks(props, phase, build, after, owner, SKETCH, step)
+        actions.extend(found)
+        return waits
+
+    actions: list[Action] = []
+    ready = chain("prebuild", (), compile_step)
+    actions.append(Action(key=f"sketch/{sk.id}/preprocess", kind="preprocess", owner=owner, resource=SKETCH,
+                          step=compile_step, argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest),
+                          inputs=(*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files), *ready),
+                          outputs=(merged, *copies)))
+    ready = chain("sketch.prebuild", (merged, *copies), compile_step)
     objects = []
     for src in [merged, *compile_order(c for c in copies if c.endswith(SOURCE_EXTENSIONS))]:
         obj = src + ".o"
         objects.append(obj)
         rel = os.path.relpath(src, dest)
         step = compile_step if src == merged else f"sketch:{sk.id}:{rel}"
-        yield _compile(props, src, obj, include_dirs, key=f"sketch/{sk.id}/{rel}.o", owner=owner, resource=SKETCH, step=step)
+        actions.append(_compile(props, src, obj, include_dirs, key=f"sketch/{sk.id}/{rel}.o", owner=owner,
+                                resource=SKETCH, step=step, after=ready))
     archive = os.path.join(layout.core_dir, "core.a")
     elf = os.path.join(build, f"{recipes.PROJECT_NAME}.elf")
-    firmware = firmware_step(owner)
     all_objects = [*objects, *link_objects]
-    yield Action(key=f"sketch/{sk.id}/link", kind="link", owner=owner, resource=SKETCH, step=firmware,
-                 argv=recipes.link_argv(props, build, all_objects, archive), inputs=(*all_objects, archive), outputs=(elf,))
-    for which in ("eep", "hex"):
-        argv = recipes.objcopy_argv(props, build, which)
-        if argv:
-            yield Action(key=f"sketch/{sk.id}/{which}", kind=which, owner=owner, resource=SKETCH, step=firmware, argv=argv,
-                         inputs=(elf,), outputs=(os.path.join(build, f"{recipes.PROJECT_NAME}.{which}"),))
-    yield Action(key=f"sketch/{sk.id}/size", kind="size", owner=owner, resource=SKETCH, step=firmware,
-                 argv=recipes.size_argv(props, build), inputs=(elf,), outputs=(), stdout_path=os.path.join(build, "size.txt"))
+    ready = chain("sketch.postbuild", objects, firmware)
+    ready = chain("linking.prelink", ready or all_objects, firmware) or ready
+    actions.append(Action(key=f"sketch/{sk.id}/link", kind="link", owner=owner, resource=SKETCH, step=firmware,
+                          argv=recipes.link_argv(props, build, all_objects, archive),
+                          inputs=(*all_objects, archive, *stage1_done, *ready), outputs=(elf,)))
+    ready = chain("linking.postlink", (elf,), firmware)
+    ready = chain("objcopy.preobjcopy", ready or (elf,), firmware) or ready
+    made = []
+    for which in recipes.objcopy_names(props):
+        known = which in OBJCOPY_KINDS  # the firmware files: their names are the recipes' own
+        output = os.path.join(build, f"{recipes.PROJECT_NAME}.{which}")
+        actions.append(Action(key=f"sketch/{sk.id}/{which}", kind=which if known else "objcopy", owner=owner,
+                              resource=SKETCH, step=firmware, argv=recipes.objcopy_argv(props, build, which),
+                              inputs=(elf, *ready), outputs=(output,) if known else (),
+                              stdout_path=None if known else os.path.join(build, "objcopy", f"{which}.txt")))
+        made.append(output if known else actions[-1].stdout_path)
+    ready = chain("objcopy.postobjcopy", made or (elf,), firmware)
+    ready = chain("savehex.presavehex", ready or made or (elf,), firmware) or ready
+    ready = chain("savehex.postsavehex", ready or made or (elf,), firmware) or ready
+    chain("postbuild", ready or made or (elf,), firmware)
+    actions.append(Action(key=f"sketch/{sk.id}/size", kind="size", owner=owner, resource=SKETCH, step=firmware,
+                          argv=recipes.size_argv(props, build), inputs=(elf,), outputs=(),
+                          stdout_path=os.path.join(build, "size.txt")))
+    return actions
 
 
 def firmware_step(owner: str) -> str:
@@ -137,17 +197,18 @@ def firmware_step(owner: str) -> str:
     return f"{owner}:firmware"
 
 
-def _compile(props, src, obj, include_dirs, *, key, owner, resource, step) -> Action:
+def _compile(props, src, obj, include_dirs, *, key, owner, resource, step, after: Sequence[str] = ()) -> Action:
     return Action(key=key, kind="compile", owner=owner, resource=resource, step=step,
-                  argv=recipes.compile_argv(props, src, obj, include_dirs), inputs=(src,), outputs=(obj,))
+                  argv=recipes.compile_argv(props, src, obj, include_dirs), inputs=(src, *after), outputs=(obj,))
 
 
 def _core_object(layout: Layout, src: str) -> str:
     return os.path.join(layout.core_dir, os.path.basename(src) + ".o")
 
 
-def _core_dirs(props: Mapping[str, str]) -> list[str]:
-    return [props["build.core.path"], *([props["build.variant.path"]] if "build.variant.path" in props else [])]
+def core_dirs(props: Mapping[str, str]) -> list[str]:
+    """The core's folder, then the variant's (a board may have none)."""
+    return [props["build.core.path"], *([props["build.variant.path"]] if props.get("build.variant.path") else [])]
 
 
 def _dirs(libs: Iterable[Library]) -> list[str]:

@@ -22,8 +22,13 @@ class Layout:
     out: str
 
     @property
+    def stage1_dir(self) -> str:
+        """Stage 1's `{build.path}`: it holds `core/` and `libraries/` as a sketch's build folder would."""
+        return os.path.join(self.out, "stage1")
+
+    @property
     def core_dir(self) -> str:
-        return os.path.join(self.out, "stage1", "core")
+        return os.path.join(self.stage1_dir, "core")
 
     @property
     def includes_cache(self) -> str:

@@ -13,6 +13,7 @@ from attrs import frozen
 
 FRAMEWORK = "framework"
 SKETCH = "sketch"
+HOOK = "hook"  # the kind of an action that runs a platform's `recipe.hooks.*`
 # Statuses of an action that leave its outputs good to use.
 OK_STATUSES = ("ok", "up-to-date", "cached")
 

@@ -28,15 +28,26 @@ _SLOT = re.compile("\x00([^\x00]*)\x00")
 Value = Union[str, tuple[str, ...]]
 
 
+# The suffix of keys meant for this operating system (`tools.x.cmd.linux=...`) and of those meant for others.
+OS = "linux"
+_OTHER_OS = (".windows", ".macosx", ".freebsd")
+
+
 def parse(text: str) -> dict[str, str]:
+    """`key=value` lines. A key suffixed `.linux` also sets its plain key, wherever it stands in the file,
+    as arduino-cli's properties loader does; keys of other systems are kept but name nothing we run."""
     props: dict[str, str] = {}
+    for_this_os: dict[str, str] = {}
     # A NUL can never reach a command (exec refuses it), and commands use it to mark data words.
     for raw in text.replace("\x00", "").splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, value = line.split("=", 1)
-        props[key.strip()] = value.strip()
+        key, value = (part.strip() for part in line.split("=", 1))
+        props[key] = value
+        if key.endswith(f".{OS}"):
+            for_this_os[key[: -len(OS) - 1]] = value
+    props.update(for_this_os)
     return props
 
 
@@ -58,6 +69,21 @@ def layer(*layers: Mapping[str, str]) -> dict[str, str]:
     for one in layers:
         merged.update(one)
     return merged
+
+
+def references(value: str) -> list[str]:
+    """The keys a value names as `{key}`."""
+    return _PLACEHOLDER.findall(value)
+
+
+def truthy(value: str) -> bool:
+    return value.strip().lower() in ("true", "yes", "1", "on")
+
+
+def value(props: Mapping[str, str], key: str, default: str = "") -> str:
+    """The expanded value of `key` (`compiler.path={runtime.tools.avr-gcc.path}/bin/` -> `/usr/bin/`): what
+    reads a property to run or check a tool reads it through here, never raw."""
+    return expand(props[key], props, what=key) if key in props else default
 
 
 def expand(template: str, props: Mapping[str, str], *, what: str) -> str:

@@ -88,10 +88,25 @@ def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str],
     })
 
 
-def objcopy_argv(props: Mapping[str, str], build_path: str, which: str) -> Optional[tuple[str, ...]]:
-    """`which` is `eep` or `hex`; None when the platform has no such recipe."""
-    recipe = f"recipe.objcopy.{which}.pattern"
-    return _argv(props, recipe, _output_keys(build_path)) if recipe in props else None
+def recipe_keys(props: Mapping[str, str], prefix: str, suffix: str = ".pattern") -> list[str]:
+    """The non-empty keys `PREFIX.*SUFFIX` in order, else `PREFIX SUFFIX` itself: arduino-cli's findRecipes,
+    which decides which hooks and objcopy recipes run, and in what order."""
+    keys = sorted(k for k in props if k.startswith(prefix + ".") and k.endswith(suffix) and props[k])
+    return keys or ([prefix + suffix] if props.get(prefix + suffix) else [])
+
+
+def objcopy_names(props: Mapping[str, str]) -> list[str]:
+    """Every `recipe.objcopy.NAME.pattern` (`eep`, `hex`, MegaCore's `progmem`, ...), in the order they run."""
+    return [key[len("recipe.objcopy."):-len(".pattern")] for key in recipe_keys(props, "recipe.objcopy")]
+
+
+def objcopy_argv(props: Mapping[str, str], build_path: str, which: str) -> tuple[str, ...]:
+    return _argv(props, f"recipe.objcopy.{which}.pattern", _output_keys(build_path))
+
+
+def hook_argvs(props: Mapping[str, str], phase: str, build_path: str) -> list[tuple[str, tuple[str, ...]]]:
+    """`recipe.hooks.PHASE.N.pattern` -> (key, argv), in the order they run."""
+    return [(key, _argv(props, key, _output_keys(build_path))) for key in recipe_keys(props, f"recipe.hooks.{phase}")]
 
 
 def size_argv(props: Mapping[str, str], build_path: str) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from . import __version__
 from .fileio import write_atomic
-from .model import Action
+from .model import HOOK, Action
 
 SUFFIX = ".fbsig"
 # Content digests by (path, size, mtime, inode): a header shared by hundreds of TUs is read once per run.
@@ -87,6 +87,10 @@ def signature(action: Action, command: str) -> Optional[str]:
 
 
 def up_to_date(action: Action, command: str) -> bool:
+    """A platform hook is never up to date: what it writes besides its output is unknown (arduino-cli runs
+    every hook on every build too)."""
+    if action.kind == HOOK:
+        return False
     path = sig_path(action)
     if path is None or not all(os.path.exists(p) for p in (*action.outputs, action.stdout_path) if p):
         return False

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from typing import Mapping, Optional
 
+from . import properties
 from .errors import FbuildError
 
 TOOLCHAIN_PACKAGES = "apt-get install gcc-avr avr-libc binutils-avr"
@@ -22,7 +23,7 @@ _PROBE = "#include <float.h>\nint probe = DECIMAL_DIG;\n"
 
 
 def compiler(props: Mapping[str, str], which: str = "cpp") -> str:
-    return props.get("compiler.path", "") + props.get(f"compiler.{which}.cmd", "")
+    return properties.value(props, "compiler.path") + properties.value(props, f"compiler.{which}.cmd")
 
 
 def check(props: Mapping[str, str]) -> None:
@@ -38,7 +39,7 @@ def check(props: Mapping[str, str]) -> None:
 def decimal_dig_fix(props: Mapping[str, str]) -> Optional[str]:
     """The flag to add to C++ compiles, or None when the compiler needs no fix."""
     cxx = compiler(props, "cpp")
-    mcu = props.get("build.mcu", "")
+    mcu = properties.value(props, "build.mcu")
     base = [cxx, "-x", "c++", "-fsyntax-only", *([f"-mmcu={mcu}"] if mcu else []), "-"]
     if _compiles(base, _PROBE):
         return None

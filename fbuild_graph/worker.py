@@ -15,7 +15,7 @@ import tempfile
 from typing import Optional, Sequence
 
 from . import board as boards
-from . import fitness
+from . import fitness, installs
 from .errors import FbuildError
 from .model import FRAMEWORK, SKETCH
 from .runner import LOCAL_CLUSTER_CONFIG, check_address
@@ -23,11 +23,12 @@ from .transfer import MIRROR_ENV
 
 
 def serve(scheduler: str, framework_jobs: int, sketch_jobs: int, local_directory: Optional[str] = None,
-          host: Optional[str] = None, board: str = "uno", hardware: Sequence[str] = (boards.DEFAULT_HARDWARE,)) -> None:
+          host: Optional[str] = None, board: str = "uno", dirs: Optional[installs.Directories] = None) -> None:
     """`host`: the address the nannies and workers listen on; None, as for `dask worker`: the nannies take
     the address of the interface that routes to the scheduler, the workers listen on every interface and
-    advertise that address. `board` and `hardware` name the toolchain checked before joining."""
-    unfit = fitness.problem(boards.resolve(board, hardware, {}).properties)
+    advertise that address. `board` and `dirs` (where platforms are installed) name the toolchain checked
+    before joining."""
+    unfit = fitness.problem(boards.resolve(board, dirs or installs.Directories.from_environment(), {}).properties)
     if unfit:
         raise FbuildError(f"this runner cannot build for {board}: {unfit}; it did not join {scheduler}")
     import dask

@@ -17,11 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from fbuild_graph import installs
+
 # Every test process, and every build a test starts, gets a cache of its own: builds must not hit entries
 # another test left behind. The session-wide build uses this one; each test gets a fresh one below.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="fbuild-graph-test-cache-")
+# Nor may they find the cores and libraries of whoever runs them: only Debian's, unless a test makes its own.
+os.environ["ARDUINO_DIRECTORIES_DATA"] = tempfile.mkdtemp(prefix="fbuild-graph-test-arduino-data-")
+os.environ["ARDUINO_DIRECTORIES_USER"] = tempfile.mkdtemp(prefix="fbuild-graph-test-sketchbook-")
 
 HERE = Path(__file__).parent
+# Where a test's own resolve() finds platforms: Debian's folder alone.
+DEBIAN_ONLY = installs.Directories(data="/nonexistent/arduino-data", user="/nonexistent/sketchbook")
 PLATFORM = Path("/usr/share/arduino/hardware/arduino/avr")
 EXAMPLES = sorted(PLATFORM.glob("libraries/*/examples/*/*.ino"))
 TEST_SKETCHES = HERE / "sketches"

@@ -66,9 +66,9 @@ def test_missing_toolchain_names_the_packages(tmp_path):
                        "/nonexistent/avr-gcc", "gcc-avr avr-libc binutils-avr")
 
 
-def test_missing_core_names_the_package(tmp_path):
-    assert_usage_error(run_cli("compile-many", "--board", "uno", "--hardware", str(tmp_path), BLINKISH),
-                       "no Arduino core found", "arduino-core-avr")
+def test_a_platform_not_installed_is_named_with_what_is(tmp_path):
+    assert_usage_error(run_cli("compile-many", "--board", "MiniCore:avr:328", "--hardware", str(tmp_path), BLINKISH),
+                       "platform MiniCore:avr is not installed", "installed: arduino:avr", "arduino-cli core install")
 
 
 @needs_toolchain

@@ -7,7 +7,7 @@ import shutil
 import networkx as nx
 import pytest
 
-from conftest import PLATFORM, TEST_LIBRARIES, TEST_SKETCHES, needs_toolchain
+from conftest import DEBIAN_ONLY, PLATFORM, TEST_LIBRARIES, TEST_SKETCHES, needs_toolchain
 from fbuild_graph import board as boards
 from fbuild_graph import graph, libraries, plan, properties, sketch
 from fbuild_graph.errors import FbuildError
@@ -53,14 +53,14 @@ def test_parse_skips_comments_and_keeps_equals_in_values():
     ("leonardo", "atmega32u4", 28672),
 ])
 def test_board_resolves_short_names_fqbns_and_menus(spec, mcu, flash):
-    b = boards.resolve(spec, [boards.DEFAULT_HARDWARE], {})
+    b = boards.resolve(spec, DEBIAN_ONLY, {})
     assert b.properties["build.mcu"] == mcu
     assert b.flash_max == flash
 
 
 @needs_core
 def test_build_property_overrides_the_board():
-    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {"build.f_cpu": "8000000L"})
+    b = boards.resolve("uno", DEBIAN_ONLY, {"build.f_cpu": "8000000L"})
     assert b.properties["build.f_cpu"] == "8000000L"
 
 
@@ -68,7 +68,7 @@ def test_build_property_overrides_the_board():
 def test_compile_recipe_gives_the_flags_the_ide_uses():
     from fbuild_graph import recipes
 
-    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    b = boards.resolve("uno", DEBIAN_ONLY, {})
     argv = recipes.compile_argv(b.properties, "/s/x.cpp", "/o/x.cpp.o", ["/inc one"])
     assert argv[0] == "/usr/bin/avr-g++"
     for flag in ("-mmcu=atmega328p", "-DF_CPU=16000000L", "-DARDUINO=10819", "-DARDUINO_AVR_UNO", "-DARDUINO_ARCH_AVR",
@@ -117,7 +117,7 @@ def _detect(b, found, offered):
 
 @needs_toolchain
 def test_library_discovery_is_transitive_and_handles_both_layouts():
-    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    b = boards.resolve("uno", DEBIAN_ONLY, {})
     found = sketch.find([str(TEST_SKETCHES / "uses_libs")])
     d = _detect(b, found, libraries.index([str(TEST_LIBRARIES)], b.platform_path))
     # fl/ui.h lives in a subfolder of FancyLed's src/; OldSchool (flat layout) includes Wire.
@@ -129,7 +129,7 @@ def test_library_discovery_is_transitive_and_handles_both_layouts():
 
 @needs_core
 def test_a_single_library_root_is_accepted_as_library_dir():
-    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    b = boards.resolve("uno", DEBIAN_ONLY, {})
     names = [lib.name for lib in libraries.index([str(TEST_LIBRARIES / "FancyLed")], b.platform_path)]
     assert names[0] == "FancyLed" and "Wire" in names
 
@@ -140,7 +140,7 @@ def test_a_single_library_root_is_accepted_as_library_dir():
 def dag():
     if not (PLATFORM.is_dir() and shutil.which("avr-g++")):
         pytest.skip("needs arduino-core-avr and gcc-avr")
-    b = boards.resolve("uno", [boards.DEFAULT_HARDWARE], {})
+    b = boards.resolve("uno", DEBIAN_ONLY, {})
     found = sketch.find([str(PLATFORM / "libraries" / "Wire" / "examples"), str(TEST_SKETCHES / "multi_file")])
     core_dirs = [b.properties["build.core.path"], b.properties["build.variant.path"]]
     d = _detect(b, found, libraries.index([], b.platform_path))
