@@ -106,16 +106,17 @@ def _say_choice(candidates: Sequence[Platform], say: Callable[[str], None]) -> N
 
 
 def _boards(platform: Platform) -> dict[str, str]:
-    boards = properties.load(Path(platform.path) / "boards.txt")
-    local = Path(platform.path) / "boards.local.txt"
-    if local.is_file():
-        boards.update(properties.load(local))
-    return boards
+    return _with_local(Path(platform.path), "boards")
 
 
 def _platform_properties(platform: Platform) -> dict[str, str]:
-    props = properties.load(Path(platform.path) / "platform.txt")
-    local = Path(platform.path) / "platform.local.txt"
+    return _with_local(Path(platform.path), "platform")
+
+
+def _with_local(folder: Path, name: str) -> dict[str, str]:
+    """`NAME.txt` with `NAME.local.txt` over it, as arduino-cli loads both."""
+    props = properties.load(folder / f"{name}.txt")
+    local = folder / f"{name}.local.txt"
     if local.is_file():
         props.update(properties.load(local))
     return props

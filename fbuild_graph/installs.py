@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 from attrs import field, frozen
 
 from . import properties
+from .errors import FbuildError
 
 DEBIAN_HARDWARE = "/usr/share/arduino/hardware"
 
@@ -157,7 +158,7 @@ def _managed(data: str) -> Iterable[Platform]:
 def _platform_version(folder: Path) -> str:
     try:
         return properties.load(folder / "platform.txt").get("version", "")
-    except Exception:  # an unreadable platform.txt is reported when the platform is used
+    except FbuildError:  # an unreadable platform.txt is reported when the platform is used
         return ""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 from attrs import frozen
 

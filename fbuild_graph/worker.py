@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import tempfile
-from typing import Optional, Sequence
+from typing import Optional
 
 from . import board as boards
 from . import fitness, installs

@@ -8,7 +8,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 
 from conftest import PLATFORM, Build, needs_toolchain, run_cli
 from fbuild_graph import installs, properties
