@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Callable, Optional
 from . import fitness, signature, transfer
 from .cache import Cache, CacheSpec
 from .fileio import write_atomic
-from .model import FRAMEWORK, OK_STATUSES, Action, ActionRecord, Artifact, StepResult
+from .model import FRAMEWORK, OK_STATUSES, Action, ActionRecord, Artifact, Preprocessing, StepResult
 from .plan import Step
 from .transfer import Mirror
 
@@ -103,12 +102,12 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
 
 
 def up_to_date(step: Step) -> bool:
-    return all(signature.up_to_date(action, command_line(action)) for action in step.actions)
+    return all(signature.up_to_date(action, action.command_line) for action in step.actions)
 
 
 def run_action(action: Action, store: Optional[Cache] = None,
                cancelled: Callable[[], bool] = lambda: False) -> ActionRecord:
-    command = command_line(action)
+    command = action.command_line
     start = time.time()
     if signature.up_to_date(action, command):
         return _record(action, "up-to-date", start=start, stop=time.time(), returncode=0, output=_stdout(action))
@@ -123,8 +122,8 @@ def run_action(action: Action, store: Optional[Cache] = None,
     if key and store.get(ACTIONS, key, action.cwd):
         signature.record(action, command)
         return _record(action, "cached", start=start, stop=time.time(), returncode=0, output=_stdout(action))
-    if action.kind == "preprocess":
-        returncode, output = _preprocess(action)
+    if action.preprocessing:
+        returncode, output = _preprocess(action.preprocessing)
     else:
         returncode, output = _spawn(action, cancelled)
     status = "ok" if returncode == 0 else "cancelled" if returncode is None else "failed"
@@ -147,16 +146,16 @@ def _stdout(action: Action) -> str:
     return _read(action.stdout_path) if action.stdout_path else ""
 
 
-def _preprocess(action: Action) -> tuple[int, str]:
+def _preprocess(job: Preprocessing) -> tuple[int, str]:
     # In-process: a Python start-up per sketch would cost more than the preprocessing itself. Imported
     # here, not at the top, to keep the C++ parser off the client's start-up path.
     from .preprocess import preprocess
 
     try:
-        preprocess(action.argv[3], action.argv[4])
+        preprocess(job.main, job.dest)
         return 0, ""
     except (OSError, UnicodeError, ValueError) as exc:
-        return 1, f"preprocessing {action.argv[3]} failed: {exc}\n"
+        return 1, f"preprocessing {job.main} failed: {exc}\n"
 
 
 def _spawn(action: Action, cancelled: Callable[[], bool]) -> tuple[Optional[int], str]:
@@ -213,12 +212,7 @@ def _record(action: Action, status: str, *, start: float = 0.0, stop: float = 0.
             returncode: Optional[int] = None, output: str = "") -> ActionRecord:
     return ActionRecord(key=action.key, kind=action.kind, owner=action.owner, resource=action.resource, status=status,
                         worker=_worker_name(), start=start, stop=stop, returncode=returncode,
-                        command=command_line(action), output=output)
-
-
-def command_line(action: Action) -> str:
-    line = shlex.join(action.argv)
-    return f"{line} > {shlex.quote(action.stdout_path)}" if action.stdout_path else line
+                        command=action.command_line, output=output)
 
 
 def _worker_name() -> str:

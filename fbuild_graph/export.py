@@ -13,7 +13,6 @@ import shlex
 import networkx as nx
 
 from .errors import FbuildError
-from .execute import command_line
 from .graph import actions_of
 from .preprocess import preprocess
 
@@ -47,13 +46,13 @@ def to_ninja(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int) -> str:
         "",
     ]
     for action in actions_of(graph):
-        if action.kind == "preprocess":
-            preprocess(action.argv[3], action.argv[4])
+        if action.preprocessing:
+            preprocess(action.preprocessing.main, action.preprocessing.dest)
             continue
         outputs = [*action.outputs, *([action.stdout_path] if action.stdout_path else [])]
         # Outputs go first, as compile-many's executor does, so a failed tool leaves nothing stale behind.
-        # Every argv word is shell-quoted on its own (command_line), then escaped for ninja.
-        command = f"rm -f {' '.join(shlex.quote(o) for o in outputs)} && {command_line(action)}"
+        # Every argv word is shell-quoted on its own (Action.command_line), then escaped for ninja.
+        command = f"rm -f {' '.join(shlex.quote(o) for o in outputs)} && {action.command_line}"
         lines.append(f"build {' '.join(map(_escape, outputs))}: run {' '.join(map(_escape, action.inputs))}")
         lines.append(f"  cmd = {_value(command, action.key)}")
         lines.append(f"  desc = {_value(action.key, action.key)}")

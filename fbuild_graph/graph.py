@@ -18,7 +18,7 @@ from attrs import evolve
 from . import recipes
 from .layout import Layout, merged_name
 from .detection import Discovery
-from .model import FRAMEWORK, HOOK, SKETCH, Action, Board, Library, Sketch
+from .model import FRAMEWORK, HOOK, SKETCH, Action, Board, Library, Preprocessing, Sketch
 from .names import folder_name
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -152,6 +152,7 @@ def sketch_actions(
     ready = chain("prebuild", (), compile_step)
     actions.append(Action(key=f"sketch/{sk.id}/preprocess", kind="preprocess", owner=owner, resource=SKETCH,
                           step=compile_step, argv=(sys.executable, "-m", "fbuild_graph.preprocess", sk.inos[0], dest),
+                          preprocessing=Preprocessing(main=sk.inos[0], dest=dest),
                           inputs=(*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files), *ready),
                           outputs=(merged, *copies)))
     ready = chain("sketch.prebuild", (merged, *copies), compile_step)

@@ -5,6 +5,7 @@ Everything here is plain data: it pickles to Dask workers and (un)structures wit
 
 from __future__ import annotations
 
+import shlex
 from enum import StrEnum
 from typing import Optional
 
@@ -83,6 +84,15 @@ class Library:
 
 
 @frozen
+class Preprocessing:
+    """What a `preprocess` action does, in-process on a worker: merge the sketch whose main file is `main`
+    into `dest`, with copies of its files (see preprocess.py)."""
+
+    main: str
+    dest: str
+
+
+@frozen
 class Action:
     """One real action of the build: argv in; outputs on disk, output text and exit code out.
 
@@ -93,7 +103,8 @@ class Action:
     tools' working directory: fixed, so that relative paths (ccache's base_dir) are the same every run.
     `toolchain` is a digest of the toolchain's identity (resolved path, version, binary) and of the tool this
     action runs (see tools.py): a compiler upgraded in place or an objcopy swapped changes it, and with it
-    the signatures and cache keys of the actions that run it.
+    the signatures and cache keys of the actions that run it. `preprocessing` is set on `preprocess` actions
+    only: their argv is the equivalent command, for logs and build.ninja.
     """
 
     key: str
@@ -108,6 +119,13 @@ class Action:
     launcher: tuple[str, ...] = ()
     cwd: Optional[str] = None
     toolchain: str = ""
+    preprocessing: Optional[Preprocessing] = None
+
+    @property
+    def command_line(self) -> str:
+        """The command as a shell would run it: every argv word quoted on its own, stdout to its file."""
+        line = shlex.join(self.argv)
+        return f"{line} > {shlex.quote(self.stdout_path)}" if self.stdout_path else line
 
 
 @frozen

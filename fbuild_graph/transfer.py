@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 from attrs import evolve, frozen
 
 from .fileio import NOT_READ_DIRS, walk, write_atomic
-from .model import Action
+from .model import Action, Preprocessing
 
 _written: dict[str, str] = {}  # mirror path -> sha256 of what this process last wrote or checked there
 _written_lock = threading.Lock()
@@ -57,7 +57,9 @@ class Mirror:
         return evolve(action, argv=tuple(map(move, action.argv)), inputs=tuple(map(move, action.inputs)),
                       outputs=tuple(map(move, action.outputs)), launcher=tuple(map(move, action.launcher)),
                       stdout_path=move(action.stdout_path) if action.stdout_path else None,
-                      cwd=move(action.cwd) if action.cwd else None)
+                      cwd=move(action.cwd) if action.cwd else None,
+                      preprocessing=action.preprocessing and Preprocessing(move(action.preprocessing.main),
+                                                                           move(action.preprocessing.dest)))
 
 
 @frozen
