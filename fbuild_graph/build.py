@@ -213,7 +213,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
                              library_detection={"preprocessor_runs": prepared.answers.runs,
                                                 "answers_reused": prepared.answers.reused})
         out = prepared.layout.out
-        results.write_tasks(out, collector.all_records, t0, plan.waits_for(prepared.graph, steps))
+        results.write_tasks(out, collector.tally.all_records, t0, plan.waits_for(prepared.graph, steps))
         results.write_phases(out, report.phases)
         results.write_report(out, report)
     return exit_code, report
@@ -245,8 +245,8 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
     Also returns the cluster's slots per resource class."""
     layout = prepared.layout
     units = {u.owner: u for u in prepared.units}
-    collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch, t0, shown,
-                          on_stage1_ok=lambda owner: stage1.store(store, units[owner], collector.produced))
+    collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch, shown,
+                          on_stage1_ok=lambda owner: stage1.store(store, units[owner], collector.tally.produced))
     for owner, origin in restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = ExitCode.OK
@@ -280,8 +280,8 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
     except KeyboardInterrupt:
         collector.finish_unfinished(SketchStatus.INTERRUPTED, "the build was interrupted before this sketch finished")
         exit_code = ExitCode.INTERRUPTED
-    if collector.core_error:
-        message = f"the Arduino core failed to compile: {collector.core_error}; see {layout.core_log}"
+    if collector.tally.core_error:
+        message = f"the Arduino core failed to compile: {collector.tally.core_error}; see {layout.core_log}"
         progress(f"error: {message}")
         collector.finish_unfinished(SketchStatus.FAILED, message)
     return collector, exit_code, slots
@@ -316,7 +316,7 @@ def _stage_phases(collector: Collector, t0: float, restored_at: float, key: str,
     was read."""
     spans = []
     for name, resource_class in (("stage1_archives", FRAMEWORK), ("stage2_sketches", SKETCH)):
-        ran = [r for r in collector.all_records if r.resource == resource_class and r.start > 0]
+        ran = [r for r in collector.tally.all_records if r.resource == resource_class and r.start > 0]
         start = min((r.start - t0 for r in ran), default=restored_at)
         stop = max((r.stop - t0 for r in ran), default=restored_at)
         if resource_class == FRAMEWORK:

@@ -41,10 +41,39 @@ _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
 
 
+def spawn(action: Action, cancelled: Callable[[], bool]) -> tuple[Optional[int], str]:
+    """The command runner: run the action's tool; (exit code, output); exit code None when the run was
+    cancelled and the tool killed. Tests pass another (ninja's FakeCommandRunner is the model)."""
+    try:
+        proc = subprocess.Popen((*action.launcher, *action.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=action.cwd)
+    except OSError as exc:
+        raise CannotStart(f"cannot run {action.argv[0]}: {exc.strerror}") from None
+    with _running_lock:
+        _running.add(proc)
+    try:
+        while True:
+            try:
+                out, _ = proc.communicate(timeout=CANCEL_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if cancelled():
+                    _kill(proc)
+                    out, _ = proc.communicate()
+                    return None, out.decode("utf-8", "replace") + "# killed: the run was superseded\n"
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
+CommandRunner = Callable[[Action, Callable[[], bool]], tuple[Optional[int], str]]
+
+
 def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, cancel_event: Optional[str] = None,
              mirror: Optional[tuple[tuple[str, ...], str]] = None,
              sources: Optional[tuple[dict[str, bytes], dict[str, str]]] = None,
-             expected: Optional[fitness.Expectation] = None) -> StepResult:
+             expected: Optional[fitness.Expectation] = None, commands: CommandRunner = spawn) -> StepResult:
     """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
     starts and a running tool is killed. With a `mirror` (roots and client host of a transfer.Mirror: a
     worker that shares no disk with the client),
@@ -82,7 +111,7 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
             continue
         try:
             records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None,
-                                      cancelled))
+                                      cancelled, commands))
         except CannotStart as exc:
             if expected is not None:
                 fitness.leave(str(exc))
@@ -106,7 +135,7 @@ def up_to_date(step: Step) -> bool:
 
 
 def run_action(action: Action, store: Optional[Cache] = None,
-               cancelled: Callable[[], bool] = lambda: False) -> ActionRecord:
+               cancelled: Callable[[], bool] = lambda: False, commands: CommandRunner = spawn) -> ActionRecord:
     command = action.command_line
     start = time.time()
     if signature.up_to_date(action, command):
@@ -125,7 +154,7 @@ def run_action(action: Action, store: Optional[Cache] = None,
     if action.preprocessing:
         returncode, output = _preprocess(action.preprocessing)
     else:
-        returncode, output = _spawn(action, cancelled)
+        returncode, output = commands(action, cancelled)
     status = "ok" if returncode == 0 else "cancelled" if returncode is None else "failed"
     if status == "ok":
         if action.stdout_path:
@@ -156,31 +185,6 @@ def _preprocess(job: Preprocessing) -> tuple[int, str]:
         return 0, ""
     except (OSError, UnicodeError, ValueError) as exc:
         return 1, f"preprocessing {job.main} failed: {exc}\n"
-
-
-def _spawn(action: Action, cancelled: Callable[[], bool]) -> tuple[Optional[int], str]:
-    """(exit code, output); exit code None when the run was cancelled and the tool killed."""
-    try:
-        proc = subprocess.Popen((*action.launcher, *action.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=action.cwd)
-    except OSError as exc:
-        raise CannotStart(f"cannot run {action.argv[0]}: {exc.strerror}") from None
-    with _running_lock:
-        _running.add(proc)
-    try:
-        while True:
-            try:
-                out, _ = proc.communicate(timeout=CANCEL_POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                if cancelled():
-                    _kill(proc)
-                    out, _ = proc.communicate()
-                    return None, out.decode("utf-8", "replace") + "# killed: the run was superseded\n"
-    finally:
-        with _running_lock:
-            _running.discard(proc)
-    return proc.returncode, out.decode("utf-8", "replace")
 
 
 def _event_poller(name: Optional[str]) -> Callable[[], bool]:

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 from . import availability, supersede
 from .cache import CacheSpec
 from .errors import FbuildError
-from .execute import kill_running, run_step
+from .execute import CommandRunner, kill_running, run_step
 from .fitness import Expectation
 from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
 from .plan import Step
@@ -123,7 +123,7 @@ SCHEDULER_LOST = "scheduler-connection-lost"
 
 def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
         group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None,
-        expected: Optional[Expectation] = None) -> None:
+        expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
     `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
@@ -131,7 +131,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
     `shipment` (workers that share no disk with us) is scattered once and every task mirrors it. With
     `expected` (the client's toolchain), a worker whose toolchain differs or does not work leaves the
     cluster and its tasks run elsewhere (see fitness.py). ClusterFault is raised when the scheduler is lost,
-    or when no worker has offered a resource that unfinished steps need for the grace period."""
+    or when no worker has offered a resource that unfinished steps need for the grace period. `commands`
+    replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn)."""
     from distributed import as_completed
 
     run_id = supersede.new_run_id()
@@ -155,6 +156,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
                   "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False)[0]}
     if expected is not None:
         remote["expected"] = client.scatter([expected], hash=False)[0]
+    if commands is not None:
+        remote["commands"] = commands
     futures = {}
     for step in steps:
         deps = [futures[d] for d in step.deps]

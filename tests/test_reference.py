@@ -25,7 +25,3 @@ def reference_hexes(tmp_path_factory) -> dict[str, bytes]:
 def test_hex_is_byte_identical_to_arduino_builder(big_build: Build, reference_hexes: dict[str, bytes], sketch_id: str):
     ours = Path(big_build.by_id[sketch_id]["out_dir"], "firmware.hex").read_bytes()
     assert ours == reference_hexes[sketch_id]
-
-
-def test_all_nineteen_core_examples_are_compared():
-    assert len(EXAMPLES) == 19

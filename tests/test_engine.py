@@ -1,0 +1,234 @@
+"""The stateful core without a toolchain: steps planned from a graph of made-up actions run through the real
+executor, the real Dask scheduler and the real tally, with a fake command runner in place of the tools (ninja's
+FakeCommandRunner is the model): it records every command, writes the outputs a tool would, and fails where
+the test says so."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fbuild_graph import execute, graph, plan, runner, signature
+from fbuild_graph.collect import Collector
+from fbuild_graph.layout import Layout
+from fbuild_graph.model import FRAMEWORK, SKETCH, Action, Board, Sketch, SketchStatus
+from fbuild_graph.tally import Tally
+
+BOARD = Board(fqbn="test:avr:board", name="Test", platform_path="/nonexistent", properties={
+    "recipe.size.regex": r"^\.text\s+(\d+)", "recipe.size.regex.data": r"^\.data\s+(\d+)",
+    "upload.maximum_size": "32256", "upload.maximum_data_size": "2048"})
+
+
+# Dask pickles a task's arguments even for an in-process cluster: a fake travels as a reference to itself.
+_LIVE: dict[int, "FakeCommandRunner"] = {}
+
+
+def _live(key: int) -> "FakeCommandRunner":
+    return _LIVE[key]
+
+
+class FakeCommandRunner:
+    """Writes every output of the action it is given; fails the commands naming a file in `fail`; reports
+    `sizes[sketch]` bytes of program for a size command; holds each command `seconds` long."""
+
+    def __init__(self, fail: dict[str, str] = {}, sizes: dict[str, int] = {}, seconds: float = 0.0):
+        self.fail, self.sizes, self.seconds = fail, sizes, seconds
+        _LIVE[id(self)] = self
+        self.commands: list[tuple[str, ...]] = []
+        self.running = {FRAMEWORK: 0, SKETCH: 0}
+        self.most = {FRAMEWORK: 0, SKETCH: 0}
+        self.lock = threading.Lock()
+
+    def __reduce__(self):
+        return _live, (id(self),)
+
+    def __call__(self, action: Action, cancelled) -> tuple[int | None, str]:
+        with self.lock:
+            self.commands.append(action.argv)
+            self.running[action.resource] += 1
+            self.most[action.resource] = max(self.most[action.resource], self.running[action.resource])
+        try:
+            time.sleep(self.seconds)
+            failing = next((message for name, message in self.fail.items()
+                            if any(name in word for word in action.argv)), None)
+            if failing:
+                return 1, failing
+            for out in action.outputs:
+                Path(out).write_text(f"made by {action.key}\n")
+            if action.kind == "size":
+                return 0, f".text {self.sizes.get(action.owner.split(':', 1)[1], 1000)}\n.data 100\n"
+            return 0, ""
+        finally:
+            with self.lock:
+                self.running[action.resource] -= 1
+
+
+def _compile(src: str, obj: str, owner: str, resource: str) -> Action:
+    return Action(key=obj, kind="compile", owner=owner, resource=resource, step=f"{owner}:{Path(src).name}",
+                  argv=("cc", "-c", src, "-o", obj), inputs=(src,), outputs=(obj,))
+
+
+def _world(root: Path, libs: dict[str, str], sketches: dict[str, list[str]]):
+    """A core, `libs` (name -> source file name) and `sketches` (id -> libraries), as actions."""
+    layout = Layout(str(root / "out"))
+    src = root / "src"
+    src.mkdir()
+    actions = []
+    core_objects = []
+    for name in ("wiring.c", "main.cpp"):
+        (src / name).write_text("core\n")
+        obj = f"{layout.core_dir}/{name}.o"
+        core_objects.append(obj)
+        actions.append(_compile(str(src / name), obj, "core", FRAMEWORK))
+    archive = f"{layout.core_dir}/core.a"
+    actions.append(Action(key="core/core.a", kind="archive", owner="core", resource=FRAMEWORK, step="core:archive",
+                          argv=("ar", archive, *core_objects), inputs=tuple(core_objects), outputs=(archive,)))
+    lib_objects = {}
+    for lib, name in libs.items():
+        (src / name).write_text("lib\n")
+        lib_objects[lib] = f"{layout.library_dir(lib)}/{name}.o"
+        actions.append(_compile(str(src / name), lib_objects[lib], f"lib:{lib}", FRAMEWORK))
+    found = []
+    for sk_id, used in sketches.items():
+        folder = root / "sketches" / sk_id
+        folder.mkdir(parents=True)
+        (folder / f"{sk_id}.ino").write_text("void setup() {}\nvoid loop() {}\n")
+        found.append(Sketch(id=sk_id, name=sk_id, path=str(folder), inos=(str(folder / f"{sk_id}.ino"),), files=(),
+                            sources=()))
+        owner, build = f"sketch:{sk_id}", layout.sketch_build_dir(sk_id)
+        obj, elf = f"{build}/{sk_id}.ino.cpp.o", f"{build}/firmware.elf"
+        objects = (obj, *(lib_objects[lib] for lib in used))
+        firmware = graph.firmware_step(owner)
+        actions += [
+            _compile(str(folder / f"{sk_id}.ino"), obj, owner, SKETCH),
+            Action(key=f"sketch/{sk_id}/link", kind="link", owner=owner, resource=SKETCH, step=firmware,
+                   argv=("ld", "-o", elf, *objects, archive), inputs=(*objects, archive), outputs=(elf,)),
+            Action(key=f"sketch/{sk_id}/hex", kind="hex", owner=owner, resource=SKETCH, step=firmware,
+                   argv=("objcopy", elf, f"{build}/firmware.hex"), inputs=(elf,), outputs=(f"{build}/firmware.hex",)),
+            Action(key=f"sketch/{sk_id}/size", kind="size", owner=owner, resource=SKETCH, step=firmware,
+                   argv=("size", elf), inputs=(elf,), stdout_path=f"{build}/size.txt"),
+        ]
+    for out in (a for action in actions for a in action.outputs):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return layout, found, graph.from_actions(actions)
+
+
+class Quiet:
+    def stage1_done(self, *args) -> None:
+        pass
+
+    def sketch_done(self, *args) -> None:
+        pass
+
+
+def _run_in_order(steps, commands) -> list:
+    results = {}
+    for step in steps:
+        results[step.key] = execute.run_step(step, *(results[d] for d in step.deps), commands=commands)
+    return list(results.values())
+
+
+LIBS = {"Good": "good.cpp", "Bad": "bad.cpp"}
+SKETCHES = {"fine": ["Good"], "typo": [], "uses_bad": ["Bad"], "huge": []}
+FAILURES = {"typo.ino": "typo/typo.ino:3:1: error: expected ';' before '}' token",
+            "bad.cpp": "bad.cpp:1:1: error: 'nope' was not declared in this scope"}
+
+
+def test_each_sketch_gets_its_own_outcome_from_the_tally(tmp_path):
+    layout, sketches, dag = _world(tmp_path, LIBS, SKETCHES)
+    fake = FakeCommandRunner(fail=FAILURES, sizes={"huge": 40000})
+    collector = Collector(BOARD, sketches, steps := plan.steps(dag, 1, 2), layout, {}, Quiet())
+    for result in _run_in_order(steps, fake):
+        assert collector.on_result(result)
+    by_id = collector.results
+    assert by_id["fine"].status == SketchStatus.OK and by_id["fine"].artifacts == ("firmware.elf", "firmware.hex")
+    assert Path(layout.sketch_dir("fine"), "firmware.hex").read_text() == "made by sketch/fine/hex\n"
+    assert by_id["typo"].status == "failed" and by_id["typo"].error == FAILURES["typo.ino"]
+    assert by_id["uses_bad"].error == f"library Bad failed to compile; see {layout.library_log('Bad')}"
+    assert by_id["huge"].error == "sketch too big: 40000 bytes of program storage, the board has 32256"
+    for failed in ("typo", "uses_bad", "huge"):
+        assert not Path(layout.sketch_dir(failed), "firmware.hex").exists()
+    # A library that failed never reaches a link; a sketch that failed links nothing.
+    assert not [argv for argv in fake.commands if argv[0] == "ld" and any("Bad" in a or "typo" in a for a in argv)]
+    assert "bad.cpp:1:1: error" in Path(layout.library_log("Bad")).read_text()
+
+
+def test_a_broken_core_fails_every_sketch_with_its_message(tmp_path):
+    layout, sketches, dag = _world(tmp_path, {}, {"a": [], "b": []})
+    fake = FakeCommandRunner(fail={"wiring.c": "wiring.c:9:1: error: stray '@'"})
+    tally = Tally(BOARD, sketches, steps := plan.steps(dag, 1, 1), layout)
+    done = [d for result in _run_in_order(steps, fake) for d in tally.add(result)]
+    assert tally.core_error == "wiring.c:9:1: error: stray '@'"
+    assert {d.sketch.id: d.error for d in done if hasattr(d, "sketch")} == {
+        sk: f"the core failed to compile; see {layout.core_log}" for sk in ("a", "b")}
+    assert not [argv for argv in fake.commands if argv[0] in ("ld", "ar")]  # nothing links a broken core
+
+
+def test_an_interrupted_run_gives_every_unfinished_sketch_a_result(tmp_path):
+    layout, sketches, dag = _world(tmp_path, {}, {"done": [], "never": []})
+    steps = plan.steps(dag, 1, 1)
+    collector = Collector(BOARD, sketches, steps, layout, {}, Quiet())
+    fake = FakeCommandRunner()
+    results = {}
+    for step in steps:
+        if step.owner == "sketch:never":
+            break
+        results[step.key] = execute.run_step(step, *(results[d] for d in step.deps), commands=fake)
+        collector.on_result(results[step.key])
+    collector.finish_unfinished(SketchStatus.INTERRUPTED, "interrupted")
+    assert collector.results["never"].status == "interrupted"
+    assert "# interrupted: interrupted" in Path(collector.results["never"].log).read_text()
+
+
+def test_a_killed_tool_cancels_its_sketch(tmp_path):
+    layout, sketches, dag = _world(tmp_path, {}, {"s": []})
+    steps = plan.steps(dag, 1, 1)
+
+    def killed_on_link(action, cancelled):
+        return (None, "# killed: the run was superseded\n") if action.kind == "link" else FakeCommandRunner()(action, cancelled)
+
+    collector = Collector(BOARD, sketches, steps, layout, {}, Quiet())
+    for result in _run_in_order(steps, killed_on_link):
+        collector.on_result(result)
+    assert collector.results["s"].status == "cancelled"
+
+
+def test_the_scheduler_holds_both_limits_with_real_dask(tmp_path):
+    layout, sketches, dag = _world(tmp_path, {f"L{i}": f"l{i}.cpp" for i in range(4)},
+                                   {f"s{i}": [f"L{i % 4}"] for i in range(8)})
+    steps = plan.steps(dag, 1, 2)
+    fake = FakeCommandRunner(seconds=0.05)
+    collector = Collector(BOARD, sketches, steps, layout, {}, Quiet())
+    with runner.cluster(1, 2) as client:
+        runner.run(client, steps, collector.on_result, None, commands=fake)
+    assert {r.status for r in collector.results.values()} == {"ok"}
+    assert fake.most == {FRAMEWORK: 1, SKETCH: 2}
+
+
+# the planner and the depfile reader ------------------------------------------------------------------------
+
+def test_the_plan_fuses_strict_chains_into_exact_steps(tmp_path):
+    layout, _, dag = _world(tmp_path, {"Good": "good.cpp"}, {"a": ["Good"]})
+    steps = plan.steps(dag, 1, 1)
+    assert [(s.key, s.deps, [a.key.rsplit("/", 1)[-1] for a in s.actions]) for s in steps] == [
+        ("core:main.cpp", (), ["main.cpp.o"]),
+        ("core:wiring.c", (), ["wiring.c.o"]),
+        ("core:archive", ("core:main.cpp", "core:wiring.c"), ["core.a"]),
+        ("lib:Good:good.cpp", (), ["good.cpp.o"]),
+        ("sketch:a:a.ino", (), ["a.ino.cpp.o"]),
+        ("sketch:a:firmware", ("core:archive", "lib:Good:good.cpp", "sketch:a:a.ino"), ["link", "hex", "size"]),
+    ]
+
+
+@pytest.mark.parametrize("text,headers", [
+    ("a.o: a.cpp /core/Arduino.h \\\n /lib/x.h\n", ["a.cpp", "/core/Arduino.h", "/lib/x.h"]),
+    ("b.o: b.cpp /my\\ libs/y.h\n/my\\ libs/y.h:\n", ["b.cpp", "/my libs/y.h"]),
+    ("", []),
+])
+def test_depfiles_are_read_as_make_reads_them(tmp_path, text, headers):
+    path = tmp_path / "x.d"
+    path.write_text(text)
+    assert signature.depfile_headers(str(path)) == headers
