@@ -71,12 +71,11 @@ CommandRunner = Callable[[Action, Callable[[], bool]], tuple[Optional[int], str]
 
 
 def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, cancel_event: Optional[str] = None,
-             mirror: Optional[tuple[tuple[str, ...], str]] = None,
+             mirror: Optional[Mirror] = None,
              sources: Optional[tuple[dict[str, bytes], dict[str, str]]] = None,
              expected: Optional[fitness.Expectation] = None, commands: CommandRunner = spawn) -> StepResult:
     """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
-    starts and a running tool is killed. With a `mirror` (roots and client host of a transfer.Mirror: a
-    worker that shares no disk with the client),
+    starts and a running tool is killed. With a `mirror` (a worker that shares no disk with the client),
     the sources and the dependencies' outputs are materialized under it first, the actions run there,
     and the outputs' bytes travel back in the result. With `expected` (the client's toolchain), a worker
     with another toolchain, or one that cannot start a tool, leaves the cluster and the step runs elsewhere:
@@ -94,13 +93,12 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
     actions = step.actions
     base = ""
     if mirror is not None:
-        local = Mirror(*mirror)
-        base = local.base()
+        base = mirror.base()
         files, digests = sources or ({}, {})
         transfer.materialize(files, base, digests)
         for dep in deps:
             transfer.materialize(dep.files, base, {a.path: a.sha256 for a in dep.artifacts})
-        actions = tuple(local.localize(a, base) for a in actions)
+        actions = tuple(mirror.localize(a, base) for a in actions)
     records: list[ActionRecord] = []
     for action in actions:
         if records and records[-1].status not in OK_STATUSES:

@@ -150,9 +150,7 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
     remote = {}
     if shipment is not None:
         # One object, scattered once: each worker fetches it the first time one of its tasks needs it.
-        # The mirror travels as plain fields: distributed drops fields of this attrs instance on the way
-        # (seen with 2026.8; a plain tuple arrives intact).
-        remote = {"mirror": (shipment.mirror.roots, shipment.mirror.host),
+        remote = {"mirror": shipment.mirror,
                   "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False)[0]}
     if expected is not None:
         remote["expected"] = client.scatter([expected], hash=False)[0]
