@@ -30,7 +30,7 @@ from .errors import FbuildError
 from .exitcodes import ExitCode
 from .layout import Layout
 from .cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
-from .model import FRAMEWORK, SKETCH, ActionRecord, Board, BuildReport, Phase, SketchStatus
+from .model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Phase, SketchStatus
 from .preprocess import merge
 from .sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -298,7 +298,7 @@ def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit], layout: Lay
 
 
 def _cached_records(graph, owner: str) -> list[ActionRecord]:
-    return [ActionRecord(key=a.key, kind=a.kind, owner=a.owner, resource=a.resource, status="cached")
+    return [ActionRecord(key=a.key, kind=a.kind, owner=a.owner, resource=a.resource, status=ActionStatus.CACHED)
             for a in graphs.actions_of(graph) if a.owner == owner]
 
 

@@ -20,14 +20,14 @@ from typing import Callable, Optional
 from . import fitness, signature, transfer
 from .cache import Cache, CacheSpec
 from .fileio import write_atomic
-from .model import FRAMEWORK, OK_STATUSES, Action, ActionRecord, Artifact, Preprocessing, StepResult
+from .model import FRAMEWORK, OK_STATUSES, ActionStatus, Kind, Action, ActionRecord, Artifact, Preprocessing, StepResult
 from .plan import Step
 from .transfer import Mirror
 
 # The firmware steps' actions are cached by content: their inputs (objects from ccache, archives from the
 # stage-1 cache) are the same bytes in any checkout, and the link is what a fresh runner would still spend
 # most of its time on. Compiles have ccache; archives, the stage-1 cache.
-CACHED_KINDS = frozenset({"link", "eep", "hex", "size"})
+CACHED_KINDS = frozenset({Kind.LINK, Kind.EEP, Kind.HEX, Kind.SIZE})
 ACTIONS = "actions"
 # How often a running tool's task looks whether its run was superseded (one scheduler round trip).
 CANCEL_POLL_SECONDS = 0.25
@@ -89,7 +89,7 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
     if blocked is not None:
         why = blocked.blocked_by or blocked.owner
         return StepResult(step=step.key, owner=step.owner, ok=False, blocked_by=why,
-                          records=tuple(_record(a, "skipped") for a in step.actions))
+                          records=tuple(_record(a, ActionStatus.SKIPPED) for a in step.actions))
     actions = step.actions
     base = ""
     if mirror is not None:
@@ -102,10 +102,10 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
     records: list[ActionRecord] = []
     for action in actions:
         if records and records[-1].status not in OK_STATUSES:
-            records.append(_record(action, "skipped"))
+            records.append(_record(action, ActionStatus.SKIPPED))
             continue
         if cancelled():
-            records.append(_record(action, "cancelled"))
+            records.append(_record(action, ActionStatus.CANCELLED))
             continue
         try:
             records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None,
@@ -113,7 +113,7 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
         except CannotStart as exc:
             if expected is not None:
                 fitness.leave(str(exc))
-            records.append(_record(action, "failed", returncode=127, output=f"{exc}\n"))
+            records.append(_record(action, ActionStatus.FAILED, returncode=127, output=f"{exc}\n"))
     ok = all(r.status in OK_STATUSES for r in records)
     if mirror is None:  # a local build: consumers read the outputs where they are
         # The stage-1 cache stores a unit's files only as they were when its tools exited (see Cache.put).
@@ -137,7 +137,7 @@ def run_action(action: Action, store: Optional[Cache] = None,
     command = action.command_line
     start = time.time()
     if signature.up_to_date(action, command):
-        return _record(action, "up-to-date", start=start, stop=time.time(), returncode=0, output=_stdout(action))
+        return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0, output=_stdout(action))
     signature.forget(action)
     outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
     for path in (*outputs, signature.depfile(action)):  # a depfile left by an earlier run never passes for this one's
@@ -148,13 +148,13 @@ def run_action(action: Action, store: Optional[Cache] = None,
     key = signature.content_key(action, command) if store is not None and action.cwd else None
     if key and store.get(ACTIONS, key, action.cwd):
         signature.record(action, command)
-        return _record(action, "cached", start=start, stop=time.time(), returncode=0, output=_stdout(action))
+        return _record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0, output=_stdout(action))
     if action.preprocessing:
         returncode, output = _preprocess(action.preprocessing)
     else:
         returncode, output = commands(action, cancelled)
-    status = "ok" if returncode == 0 else "cancelled" if returncode is None else "failed"
-    if status == "ok":
+    status = ActionStatus.OK if returncode == 0 else ActionStatus.CANCELLED if returncode is None else ActionStatus.FAILED
+    if status == ActionStatus.OK:
         if action.stdout_path:
             write_atomic(action.stdout_path, output)
         signature.record(action, command)

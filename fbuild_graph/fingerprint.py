@@ -30,7 +30,7 @@ from attrs import frozen
 from . import signature
 from .layout import Layout
 from .detection import Discovery
-from .model import FRAMEWORK, HOOK, SKETCH, Action, Board
+from .model import FRAMEWORK, HOOK, SKETCH, Action, Board, Kind
 
 # The digest recorded for a listed file that does not exist (or cannot be read) now.
 ABSENT = "absent"
@@ -69,7 +69,7 @@ def stage1_units(graph: nx.DiGraph, board: Board, discovery: Discovery, layout: 
         h = hashlib.sha256(f"{toolchain_identity}\0{board.fqbn}".encode())
         for action in actions:
             h.update(f"\0{action.toolchain}\0{_normalize(action.argv, roots)}".encode())
-        sources = [path for action in actions if action.kind == "compile" for path in action.inputs]
+        sources = [path for action in actions if action.kind == Kind.COMPILE for path in action.inputs]
         for name, digest in current_digests([name_of(path, roots) for path in sources], roots, layout.out):
             h.update(f"\0{name}\0{digest}".encode())
         outputs = tuple(

@@ -12,11 +12,50 @@ from typing import Optional
 import attrs
 from attrs import frozen
 
-FRAMEWORK = "framework"
-SKETCH = "sketch"
-HOOK = "hook"  # the kind of an action that runs a platform's `recipe.hooks.*`
+class Resource(StrEnum):
+    """The Dask resource an action holds while it runs: the two limits (--framework-jobs, --sketch-jobs)."""
+
+    FRAMEWORK = "framework"
+    SKETCH = "sketch"
+
+
+FRAMEWORK, SKETCH = Resource.FRAMEWORK, Resource.SKETCH
+
+
+class Kind(StrEnum):
+    """What an action does. EEP and HEX are the firmware's objcopy recipes; OBJCOPY any other one; HOOK
+    runs a platform's `recipe.hooks.*`."""
+
+    PREPROCESS = "preprocess"
+    COMPILE = "compile"
+    ARCHIVE = "archive"
+    LINK = "link"
+    EEP = "eep"
+    HEX = "hex"
+    OBJCOPY = "objcopy"
+    SIZE = "size"
+    HOOK = "hook"
+
+
+HOOK = Kind.HOOK
+
+
+class ActionStatus(StrEnum):
+    """What became of an action (ActionRecord.status): OK (it ran and succeeded), UP_TO_DATE (its signature
+    matched: it did not run), CACHED (a stage-1 output taken from the cache), FAILED (the tool exited non-zero
+    or could not start), SKIPPED (an earlier action or a dependency failed) or CANCELLED (the run was
+    superseded: the tool was killed or never started)."""
+
+    OK = "ok"
+    UP_TO_DATE = "up-to-date"
+    CACHED = "cached"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
 # Statuses of an action that leave its outputs good to use.
-OK_STATUSES = ("ok", "up-to-date", "cached")
+OK_STATUSES = frozenset({ActionStatus.OK, ActionStatus.UP_TO_DATE, ActionStatus.CACHED})
 
 
 class SketchStatus(StrEnum):
@@ -138,10 +177,7 @@ class Artifact:
 
 @frozen
 class ActionRecord:
-    """What happened to one action. `status`: ok (it ran and succeeded), up-to-date (its signature matched:
-    it did not run), cached (a stage-1 output taken from the cache), failed (the tool exited non-zero or
-    could not start), skipped (an earlier action or a dependency failed) or cancelled (the run was
-    superseded: the tool was killed or never started)."""
+    """What happened to one action; `status` is an ActionStatus."""
 
     key: str
     kind: str

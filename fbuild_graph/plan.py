@@ -15,7 +15,7 @@ from attrs import frozen
 import networkx as nx
 
 from .graph import actions_of, firmware_step
-from .model import FRAMEWORK, HOOK, SKETCH, Action
+from .model import FRAMEWORK, SKETCH, Action, Kind
 
 # Dask runs higher priorities first among ready tasks on a worker: finishing a sketch whose archives are
 # ready beats starting another sketch's compile, so results stream out steadily.
@@ -43,7 +43,7 @@ def steps(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int,
     grouped: dict[str, list[Action]] = {}
     for action in actions:
         key = action.step
-        if action.resource == SKETCH and action.kind in ("preprocess", "compile", HOOK) and key != firmware_step(action.owner):
+        if action.resource == SKETCH and action.kind in (Kind.PREPROCESS, Kind.COMPILE, Kind.HOOK) and key != firmware_step(action.owner):
             if action.owner not in early_sketches and len(early_sketches) < early:
                 early_sketches.add(action.owner)
             if action.owner not in early_sketches:
@@ -79,7 +79,7 @@ def overlap_window(stage1_actions: int, framework_jobs: int, sketch_jobs: int) -
 def _priority(actions: list[Action]) -> int:
     if actions[0].resource == FRAMEWORK:
         return PRIORITY["framework"]
-    return PRIORITY["firmware"] if any(a.kind == "link" for a in actions) else PRIORITY["compile"]
+    return PRIORITY["firmware"] if any(a.kind == Kind.LINK for a in actions) else PRIORITY["compile"]
 
 
 def waits_for(graph: nx.DiGraph, steps: list[Step]) -> dict[str, tuple[str, ...]]:

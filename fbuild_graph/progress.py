@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, TextIO
 
-from .model import SketchResult
+from .model import SketchResult, SketchStatus
 
 
 class Lines:
@@ -59,7 +59,7 @@ class Live:
             self.progress.console.print(f"[red]stage 1: {owner} failed[/red]: see {log}")
 
     def sketch_done(self, result: SketchResult, done: int, total: int) -> None:
-        if result.status not in ("ok",):
+        if result.status != SketchStatus.OK:
             self.failures += 1
         self.progress.update(self.task, completed=done, description="stage 2: sketches", failures=self.failures)
 

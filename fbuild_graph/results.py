@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 import cattrs
 
 from .fileio import write_atomic
-from .model import ActionRecord, BuildReport, Phase, SketchResult
+from .model import ActionRecord, ActionStatus, BuildReport, Phase, SketchResult
 
 PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
 TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status", "after")
@@ -83,11 +83,11 @@ def _sketch_of(owner: str) -> str:
 def format_log(records: Iterable[ActionRecord], header: str = "") -> str:
     parts = [header] if header else []
     for r in records:
-        if r.status in ("skipped", "up-to-date", "cached"):
+        if r.status in (ActionStatus.SKIPPED, ActionStatus.UP_TO_DATE, ActionStatus.CACHED):
             parts.append(f"# {r.status}: {r.key}\n")
             continue
         parts.append(f"$ {r.command}\n{r.output}")
-        if r.status != "ok":
+        if r.status != ActionStatus.OK:
             parts.append(f"# {r.key} {r.status} (exit code {r.returncode})\n")
     return "".join(parts)
 

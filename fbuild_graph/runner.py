@@ -21,7 +21,7 @@ from .cache import CacheSpec
 from .errors import FbuildError
 from .execute import CommandRunner, kill_running, run_step
 from .fitness import Expectation
-from .model import FRAMEWORK, SKETCH, ActionRecord, StepResult
+from .model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, StepResult
 from .plan import Step
 from .transfer import Shipment
 
@@ -228,6 +228,6 @@ def _result(future, owner: str) -> Optional[StepResult]:
 
 def _failed(future, owner: str, exc: Exception) -> StepResult:
     key = str(future.key).rsplit("#", 1)[0]
-    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status="failed",
+    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status=ActionStatus.FAILED,
                           output=f"task {key} raised {type(exc).__name__}: {exc}\n")
     return StepResult(step=key, owner=owner, ok=False, records=(record,))

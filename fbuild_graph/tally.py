@@ -16,7 +16,7 @@ from attrs import evolve, frozen
 from . import recipes
 from .include_probe import missing_header
 from .layout import Layout
-from .model import OK_STATUSES, ActionRecord, Board, Sketch, SketchStatus, StepResult
+from .model import OK_STATUSES, ActionRecord, ActionStatus, Kind, Board, Sketch, SketchStatus, StepResult
 from .plan import Step
 
 CORE = "core"
@@ -96,7 +96,7 @@ class Tally:
         self.finished.add(owner)
         error = self._error(owner)
         size = next((recipes.parse_size(self.board.properties, r.output) for r in records
-                     if r.kind == "size" and r.status in OK_STATUSES), None)
+                     if r.kind == Kind.SIZE and r.status in OK_STATUSES), None)
         if error is None and size is not None:
             error = size_error(size, self.board.flash_max, self.board.ram_max)
         return SketchDone(sketch=sk, records=records, status=_status(records, error), error=error, size=size)
@@ -136,15 +136,15 @@ _ERROR_LINES = (re.compile(r"(fatal )?error: "), re.compile(r"undefined referenc
 
 
 def _status(records: Sequence[ActionRecord], error: Optional[str]) -> str:
-    if any(r.status == "cancelled" for r in records):
+    if any(r.status == ActionStatus.CANCELLED for r in records):
         return SketchStatus.CANCELLED
     return SketchStatus.FAILED if error else SketchStatus.OK
 
 
 def first_error(records: Sequence[ActionRecord]) -> str:
-    failed = next((r for r in records if r.status == "failed"), None)
+    failed = next((r for r in records if r.status == ActionStatus.FAILED), None)
     if failed is None:
-        cancelled = any(r.status == "cancelled" for r in records)
+        cancelled = any(r.status == ActionStatus.CANCELLED for r in records)
         return "cancelled: the run was superseded" if cancelled else "failed"
     lines = [line.strip() for line in failed.output.splitlines() if line.strip() and not line.startswith("collect2")]
     for pattern in _ERROR_LINES:

@@ -23,7 +23,7 @@ import tempfile
 from typing import Iterable, Optional, Sequence
 
 from . import signature
-from .model import Action
+from .model import Action, Kind
 
 # Kinds whose argv[0] is the gcc driver, asked with -### what it runs.
 DRIVER_KINDS = frozenset({"compile", "link"})
@@ -48,7 +48,7 @@ class Tools:
     def identity(self, action: Action) -> str:
         """A digest of every file the action's tool reads besides its inputs ("" for the in-process
         preprocessing, which the fbuild-graph version covers)."""
-        if action.kind == "preprocess" or not action.argv:
+        if action.kind == Kind.PREPROCESS or not action.argv:
             return ""
         shape = _shape(action)
         if shape not in self._shapes:
@@ -56,7 +56,7 @@ class Tools:
         h = hashlib.sha256()
         for path in self._shapes[shape]:
             h.update(f"{path}\0{self._digest(path)}\0".encode())
-        if action.kind == "compile":
+        if action.kind == Kind.COMPILE:
             h.update(self.system_headers(action.argv[0]).encode())
         return h.hexdigest()[:16]
 
