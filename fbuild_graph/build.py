@@ -93,11 +93,6 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     # The sketchbook's libraries come after the ones named, as arduino-cli ranks them below --library.
     library_dirs = [*map(os.path.abspath, config.library_dirs),
                     *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else [])]
-    # A board on another platform's core also gets that platform's libraries (arduino-cli's
-    # ReferencedPlatformBuiltIn), after the user's.
-    core_libraries = os.path.join(board.properties["build.core.platform.path"], "libraries")
-    if board.properties["build.core.platform.path"] != board.platform_path and os.path.isdir(core_libraries):
-        library_dirs.append(core_libraries)
     fix = toolchain.decimal_dig_fix(board.properties)
     if fix:
         props = dict(board.properties)
@@ -109,9 +104,13 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     core_dirs = graphs.core_dirs(board.properties)
     detect_start = time.time()
     answers = include_probe.AnswerCache(layout.includes_cache)
-    discovery = detect_libraries(board, found, libraries.index(library_dirs, board.platform_path), identity, tool,
-                                 answers)
+    offered = libraries.index(library_dirs, board.platform_path, board.properties["build.core.platform.path"])
+    discovery = detect_libraries(board, found, offered, identity, tool, answers)
     detected = (detect_start, time.time())
+    notes += [choice.note() for choice in discovery.choices]
+    notes += libraries.warnings(discovery.libraries, board.properties, board.architecture)
+    linked_precompiled = ((lib.name, libraries.precompiled(lib, board.properties)) for lib in discovery.libraries)
+    precompiled = {name: files for name, files in linked_precompiled if files is not None}
     read = [*(sk.path for sk in found), *(lib.root for lib in discovery.libraries)]
     if config.out is not None:
         # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
@@ -128,7 +127,7 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     base_dir = os.path.commonpath(user_roots)
     launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
     dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]),
-                             _sources(core_dirs[1]) if len(core_dirs) > 1 else [], launcher,
+                             _sources(core_dirs[1]) if len(core_dirs) > 1 else [], precompiled, launcher,
                              lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16])
     units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
@@ -144,7 +143,7 @@ def detect_libraries(board: Board, found: Sequence[sketches.Sketch], offered: Se
     with tempfile.TemporaryDirectory(prefix="fbuild-graph-detect-") as empty:
         prober = include_probe.Prober(props, f"{identity}\0{tool.system_headers(compiler)}", scan, answers, cwd=empty)
         return detection.detect(found, lambda sk: fileio.source_bytes(merge(sk.inos)), offered, graphs.core_dirs(props),
-                                prober.first_missing, jobs=os.cpu_count() or 1)
+                                prober.first_missing, board.architecture, jobs=os.cpu_count() or 1)
 
 
 def _check_out(out: str, read: Sequence[str]) -> None:

@@ -2,12 +2,13 @@
 preprocessor, with the board's macros, reaches one of its headers.
 
 Each source is preprocessed with the include path found so far; the first header it misses selects the library
-that provides it (libraries.choose), whose folders join the include path, and the source is preprocessed again,
-until it misses nothing (or misses a header no library provides: its compile names it). A sketch's sources
-come first (the merged `.ino`, then its other files); each library found then has its own sources detected the
-same way, with the core, itself and what they find on the path, and a sketch links the closure in the order
-found. An `#include <SPI.h>` under `#ifdef ESP8266` therefore links nothing on an AVR board, and a library no
-sketch reaches is never compiled, whatever architecture it was written for.
+that provides it (libraries.resolve: arduino-cli's choice, for the board's architecture), whose folders join the
+include path, and the source is preprocessed again, until it misses nothing (or misses a header no library
+provides: its compile names it). A sketch's sources come first (the merged `.ino`, then its other files);
+each library found then has its own sources detected the same way, with the core, itself and what they find
+on the path, and a sketch links the closure in the order found. An `#include <SPI.h>` under `#ifdef ESP8266`
+therefore links nothing on an AVR board, and a library no sketch reaches is never compiled, whatever
+architecture it was written for.
 
 Pure given its oracle: `first_missing(source, include_dirs)` (include_probe.Prober asks the compiler; tests
 pass a fake).
@@ -22,7 +23,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import frozen
 
-from .libraries import choose, providers
+from .libraries import Choice, providers, resolve
 from .model import Library, Sketch
 
 
@@ -43,11 +44,13 @@ FirstMissing = Callable[[Source, Sequence[str]], Optional[str]]
 @frozen
 class Discovery:
     """Which libraries each sketch links, in detection order, and each library's own dependency closure (the
-    include path it compiles with)."""
+    include path it compiles with); `choices`, by header, where several libraries provided a header found
+    missing."""
 
     libraries: tuple[Library, ...]
     by_sketch: Mapping[str, tuple[str, ...]]
     closure: Mapping[str, tuple[str, ...]]
+    choices: tuple[Choice, ...]
 
 
 def sketch_sources(sk: Sketch, merged: bytes) -> list[Source]:
@@ -63,11 +66,12 @@ def library_sources(lib: Library) -> list[Source]:
 
 
 def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], libraries: Sequence[Library],
-           core_dirs: Sequence[str], first_missing: FirstMissing, jobs: int = 1) -> Discovery:
-    """`merged(sketch)` gives a sketch's merged `.ino` source; `jobs` sketches (then libraries) are
-    detected at once."""
+           core_dirs: Sequence[str], first_missing: FirstMissing, arch: str, jobs: int = 1) -> Discovery:
+    """`merged(sketch)` gives a sketch's merged `.ino` source; `arch` is the board's architecture (`avr`),
+    which libraries are ranked for; `jobs` sketches (then libraries) are detected at once."""
     offered = providers(libraries)
     core = [d for d in core_dirs if d]
+    choices: dict[str, Choice] = {}  # the same for every source that misses the header: one choice per header
 
     def follow(sources: Sequence[Source], start: Sequence[str], own: str = "") -> list[str]:
         """The libraries found, in order, preprocessing `sources` in turn."""
@@ -75,11 +79,14 @@ def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], librar
         include_dirs = list(start)
         for source in sources:
             while (header := first_missing(source, tuple(include_dirs))) is not None:
-                lib = choose(header, offered.get(header, ()))
-                if lib is None or lib in found or lib.name == own:
-                    # No library has it, or the one that has it is on the path already and still misses it:
+                candidates = offered.get(header, [])
+                lib = resolve(header, candidates, arch)
+                if lib is None or any(c in found or c.name == own for c in candidates):
+                    # No library has it, or one that has it is on the path already and still misses it:
                     # arduino-cli stops here, and the compile says which header it is.
                     break
+                if len(candidates) > 1:
+                    choices[header] = Choice(header, lib, tuple(c for c in candidates if c != lib))
                 found.append(lib)
                 include_dirs += lib.include_dirs
         return [lib.name for lib in found]
@@ -136,4 +143,5 @@ def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], librar
         libraries=tuple(by_name[name] for name in used),
         by_sketch=by_sketch,
         closure={name: close(deps[name], exclude=name) for name in used},
+        choices=tuple(choices[header] for header in sorted(choices)),
     )

@@ -1,9 +1,10 @@
 """The build as a networkx DAG of real actions. Pure: it reads no file and runs nothing.
 
 Stage 1 (`framework`): the core's and variant's TUs, the core archive, and every TU of every library any
-sketch uses, each compiled once. Stage 2 (`sketch`): per sketch, preprocessing, its TUs, the link, the
-objcopy steps and the size report. Edges run from the action that writes a file to those that read it,
-so a sketch's TUs depend on nothing from stage 1 and only its link waits for the archives.
+sketch uses, each compiled once (and archived, for a library that asks for `dot_a_linkage`). Stage 2
+(`sketch`): per sketch, preprocessing, its TUs, the link, the objcopy steps and the size report. Edges run
+from the action that writes a file to those that read it, so a sketch's TUs depend on nothing from stage 1
+and only its link waits for the archives.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from attrs import evolve
 from . import recipes
 from .layout import Layout, merged_name
 from .detection import Discovery
+from .libraries import Precompiled
 from .model import FRAMEWORK, HOOK, SKETCH, Action, Board, Library, Preprocessing, Sketch
 from .names import folder_name
 from .sketch import SOURCE_EXTENSIONS, compile_order
@@ -29,9 +31,11 @@ OBJCOPY_KINDS = ("eep", "hex")
 
 def build_graph(
     board: Board, sketches: Sequence[Sketch], discovery: Discovery, layout: Layout, core_sources: Sequence[str],
-    variant_sources: Sequence[str], launcher: tuple[str, ...] = (), toolchain: Callable[[Action], str] = lambda a: "",
+    variant_sources: Sequence[str], precompiled: Mapping[str, Precompiled], launcher: tuple[str, ...] = (),
+    toolchain: Callable[[Action], str] = lambda a: "",
 ) -> nx.DiGraph:
-    """`launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` gives
+    """`precompiled` holds the board's precompiled files of the libraries that have some, by name.
+    `launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` gives
     the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py)."""
     props = board.properties
     core = core_dirs(props)
@@ -43,21 +47,27 @@ def build_graph(
     libs_pre, libs_ready = hooks(props, "libraries.prebuild", stage1, (), CORE, FRAMEWORK, "core")
     actions += [*core_post, *libs_pre]
     libs = {lib.name: lib for lib in discovery.libraries}
-    lib_objects: dict[str, list[str]] = {}
+    linked: dict[str, list[str]] = {}  # what of each library a link names, in place of the library
     for lib in discovery.libraries:
         deps = [libs[name] for name in discovery.closure[lib.name]]
-        lib_actions = list(library_actions(props, lib, [*core, *lib.include_dirs, *_dirs(deps)], layout, libs_ready))
-        lib_objects[lib.name] = [a.outputs[0] for a in lib_actions]
+        pre = precompiled.get(lib.name)
+        lib_actions = list(library_actions(props, lib, [*core, *lib.include_dirs, *_dirs(deps)], layout,
+                                           compile_sources=pre is None or pre.sources, after=libs_ready))
+        archived = [a.outputs[0] for a in lib_actions if a.kind == "archive"]
+        # arduino-cli links a precompiled library's archives not named lib* ahead of its objects.
+        linked[lib.name] = [*(pre.objects if pre else ()),
+                            *(archived or [a.outputs[0] for a in lib_actions if a.kind == "compile"])]
         actions.extend(lib_actions)
     libs_post, libs_done = hooks(props, "libraries.postbuild", stage1,
-                                 tuple(obj for objs in lib_objects.values() for obj in objs), CORE, FRAMEWORK, "core")
+                                 tuple(obj for objs in linked.values() for obj in objs), CORE, FRAMEWORK, "core")
     actions += libs_post
     variant_objects = [_core_object(layout, src) for src in variant_sources]
     for sk in sketches:
         used = [libs[name] for name in discovery.by_sketch[sk.id]]
-        objects = [obj for lib in used for obj in lib_objects[lib.name]]
+        objects = [obj for lib in used for obj in linked[lib.name]]
         actions.extend(sketch_actions(props, sk, [*core, *_dirs(used)], [*objects, *variant_objects], layout,
-                                      (*core_done, *libs_done)))
+                                      (*core_done, *libs_done),
+                                      [precompiled[lib.name] for lib in used if lib.name in precompiled]))
     placed = (evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else ()) for a in actions)
     return from_actions(evolve(a, toolchain=toolchain(a)) for a in placed)
 
@@ -119,22 +129,35 @@ def core_actions(
 
 
 def library_actions(props: Mapping[str, str], lib: Library, include_dirs: Sequence[str], layout: Layout,
-                    after: Sequence[str] = ()) -> Iterable[Action]:
-    base = lib.include_dirs[0] if lib.layout == "recursive" else lib.root
-    for src in lib.sources:
-        rel = os.path.relpath(src, base)
+                    compile_sources: bool = True, after: Sequence[str] = ()) -> Iterable[Action]:
+    """Its compiles (none when `compile_sources` is false: a precompiled=full library with files for the
+    board), then, for `dot_a_linkage`, the archive of their objects that links in their place. `after`:
+    files the compiles wait for (the stamps of `recipe.hooks.libraries.prebuild`)."""
+    owner, folder = f"lib:{lib.name}", folder_name(lib.name)
+    objects = []
+    for src in lib.sources if compile_sources else ():
+        rel = os.path.relpath(src, lib.source_dir)
         obj = os.path.join(layout.library_dir(lib.name), rel + ".o")
-        yield _compile(props, src, obj, include_dirs, key=f"lib/{folder_name(lib.name)}/{rel}.o", owner=f"lib:{lib.name}",
-                       resource=FRAMEWORK, step=f"lib:{folder_name(lib.name)}:{rel}", after=after)
+        objects.append(obj)
+        yield _compile(props, src, obj, include_dirs, key=f"lib/{folder}/{rel}.o", owner=owner, resource=FRAMEWORK,
+                       step=f"lib:{folder}:{rel}", after=after)
+    if lib.dot_a_linkage and objects:
+        # Named after the library's folder, as arduino-cli names it (builder/libraries.go: compileLibrary).
+        name = folder_name(os.path.basename(lib.root)) + ".a"
+        archive = os.path.join(layout.library_dir(lib.name), name)
+        yield Action(key=f"lib/{folder}/{name}", kind="archive", owner=owner, resource=FRAMEWORK,
+                     step=f"lib:{folder}:archive", argv=recipes.archive_argv(props, archive, objects),
+                     inputs=tuple(objects), outputs=(archive,))
 
 
 def sketch_actions(
     props: Mapping[str, str], sk: Sketch, include_dirs: Sequence[str], link_objects: Sequence[str], layout: Layout,
-    stage1_done: Sequence[str] = (),
+    stage1_done: Sequence[str] = (), precompiled: Sequence[Precompiled] = (),
 ) -> Iterable[Action]:
     """In arduino-cli's order: prebuild hooks, preprocessing, sketch prebuild hooks, compiles, sketch
     postbuild and prelink hooks, link, postlink and preobjcopy hooks, every objcopy recipe, postobjcopy,
-    savehex and postbuild hooks; the size report. `stage1_done`: the stamps of stage 1's postbuild hooks."""
+    savehex and postbuild hooks; the size report. `stage1_done`: the stamps of stage 1's postbuild hooks;
+    `precompiled`: the precompiled libraries the sketch uses, in link order, whose flags its link takes."""
     owner = f"sketch:{sk.id}"
     build = layout.sketch_build_dir(sk.id)
     dest = os.path.join(build, "sketch")
@@ -169,9 +192,12 @@ def sketch_actions(
     all_objects = [*objects, *link_objects]
     ready = chain("sketch.postbuild", objects, firmware)
     ready = chain("linking.prelink", ready or all_objects, firmware) or ready
+    ldflags = [flag for pre in precompiled for flag in pre.ldflags]
+    read = dict.fromkeys([*all_objects, *(path for pre in precompiled for path in pre.archives), archive,
+                          *stage1_done, *ready])
     actions.append(Action(key=f"sketch/{sk.id}/link", kind="link", owner=owner, resource=SKETCH, step=firmware,
-                          argv=recipes.link_argv(props, build, all_objects, archive),
-                          inputs=(*all_objects, archive, *stage1_done, *ready), outputs=(elf,)))
+                          argv=recipes.link_argv(props, build, all_objects, archive, ldflags), inputs=tuple(read),
+                          outputs=(elf,)))
     ready = chain("linking.postlink", (elf,), firmware)
     ready = chain("objcopy.preobjcopy", ready or (elf,), firmware) or ready
     made = []

@@ -83,6 +83,12 @@ class Board:
         return self.fqbn.split(":")[2]
 
     @property
+    def architecture(self) -> str:
+        """The platform's folder name as the FQBN spells it (`avr`): what library.properties'
+        `architectures=` name (`build.arch` is its upper-case form, for `-DARDUINO_ARCH_AVR`)."""
+        return self.fqbn.split(":")[1]
+
+    @property
     def flash_max(self) -> Optional[int]:
         return _int_or_none(self.properties.get("upload.maximum_size"))
 
@@ -109,10 +115,29 @@ class Sketch:
     sources: tuple[str, ...]
 
 
+class LibraryLocation(StrEnum):
+    """Where a library was found, which weighs in choosing among libraries that provide the same header
+    (libraries.priority), as arduino-cli's locations do: UNMANAGED, a `--library-dir` naming one library's
+    root (arduino-cli's `--library`); USER, a library in a `--library-dir` folder of libraries (its
+    `--libraries`, the sketchbook's `libraries/`); PLATFORM, the board platform's `libraries/`;
+    REFERENCED_PLATFORM, those of the platform whose core the board uses (`build.core=VENDOR:CORE`)."""
+
+    REFERENCED_PLATFORM = "referenced platform"
+    PLATFORM = "platform"
+    USER = "user"
+    UNMANAGED = "unmanaged"
+
+
 @frozen
 class Library:
     """An Arduino library: `recursive` (1.5 layout, `src/` compiled recursively) or `flat` (legacy layout,
-    root plus `utility/`). `headers` are paths relative to an include directory, as `#include` names them."""
+    root plus `utility/`). `headers` are paths relative to an include directory, as `#include` names them.
+
+    From `library.properties` (arduino-cli's defaults when absent): `architectures` (`*`: any);
+    `dot_a_linkage` (its objects are archived into one `.a`, linked instead of them; 1.5 layout only);
+    `precompiled`: `""` (no), `true` (the archives in `src/{build.mcu}/` are linked and the sources compiled
+    too) or `full` (the sources are compiled only when there is no such folder for the board); `ldflags`,
+    linker flags added with a precompiled archive."""
 
     name: str
     root: str
@@ -120,6 +145,16 @@ class Library:
     include_dirs: tuple[str, ...]
     sources: tuple[str, ...]
     headers: tuple[str, ...]
+    location: LibraryLocation = LibraryLocation.USER
+    architectures: tuple[str, ...] = ("*",)
+    dot_a_linkage: bool = False
+    precompiled: str = ""
+    ldflags: str = ""
+
+    @property
+    def source_dir(self) -> str:
+        """`src/`, or the root of a flat library."""
+        return self.include_dirs[0]
 
 
 @frozen

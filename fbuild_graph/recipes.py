@@ -79,12 +79,20 @@ def _output_keys(build_path: str) -> dict[str, str]:
     return {"build.path": build_path, "build.project_name": PROJECT_NAME}
 
 
-def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str], archive: str) -> tuple[str, ...]:
+def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str], archive: str,
+              libraries_ldflags: Sequence[str] = ()) -> tuple[str, ...]:
+    """`libraries_ldflags` (precompiled libraries' `-L`, `ldflags=` and `-l` words) follow the platform's own
+    `compiler.libraries.ldflags`, as arduino-cli appends them to that property."""
+    linked_libraries = {}
+    if libraries_ldflags:
+        own = properties.expand(props["compiler.libraries.ldflags"], props, what="compiler.libraries.ldflags")
+        linked_libraries["compiler.libraries.ldflags"] = (*properties.split_command(own), *libraries_ldflags)
     return _argv(props, "recipe.c.combine.pattern", {
         **_output_keys(build_path),
         "object_files": tuple(objects),
         # The recipe names the archive as {build.path}/{archive_file}; ours lives with the stage-1 outputs.
         "archive_file": os.path.relpath(archive, build_path),
+        **linked_libraries,
     })
 
 

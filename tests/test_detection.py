@@ -9,14 +9,16 @@ from fbuild_graph import recipes
 from fbuild_graph.detection import Source, detect
 from fbuild_graph.include_probe import AnswerCache, Answer, missing_header, parse
 from fbuild_graph.include_scan import IncludeScan, scan
-from fbuild_graph.model import Library, Sketch
+from fbuild_graph.libraries import Choice, priority, resolve
+from fbuild_graph.model import Library, LibraryLocation, Sketch
 
 CORE = "/core"
 
 
-def _lib(name: str, *headers: str, sources: tuple[str, ...] = ()) -> Library:
-    return Library(name=name, root=f"/libs/{name}", layout="recursive", include_dirs=(f"/libs/{name}/src",),
-                   sources=tuple(f"/libs/{name}/src/{s}" for s in sources), headers=headers)
+def _lib(name: str, *headers: str, sources: tuple[str, ...] = (), folder: str = "", **declared) -> Library:
+    root = f"/libs/{folder or name}"
+    return Library(name=name, root=root, layout="recursive", include_dirs=(f"{root}/src",),
+                   sources=tuple(f"{root}/src/{s}" for s in sources), headers=headers, **declared)
 
 
 def _sketch(name: str, *sources: str) -> Sketch:
@@ -43,7 +45,7 @@ class FakePreprocessor:
 
 def _detect(sketches, libraries, reaches):
     fake = FakePreprocessor(libraries, reaches)
-    return detect(sketches, lambda sk: b"", libraries, [CORE], fake), fake
+    return detect(sketches, lambda sk: b"", libraries, [CORE], fake, "avr"), fake
 
 
 def test_only_what_the_preprocessor_reaches_is_linked_in_the_order_found():
@@ -89,6 +91,59 @@ def test_among_providers_the_library_named_like_the_header_wins():
     libs = [_lib("Clone", "Servo.h"), _lib("Servo", "Servo.h")]
     d, _ = _detect([_sketch("S")], libs, {"/sk/S/S.ino": ["Servo.h"]})
     assert d.by_sketch["S"] == ("Servo",)
+
+
+# the choice among providers, as arduino-cli's ComputePriority and ResolveFor make it ----------------------
+
+USER, PLATFORM, UNMANAGED = LibraryLocation.USER, LibraryLocation.PLATFORM, LibraryLocation.UNMANAGED
+
+
+def test_compatible_beats_named_like_the_header_which_beats_made_for_the_board_which_beats_location():
+    esp_motor = _lib("Motor", "Motor.h", architectures=("esp32",))
+    avr_motor = _lib("AvrMotor", "Motor.h", architectures=("avr",), location=PLATFORM)
+    any_motor = _lib("AnyMotor", "Motor.h", architectures=("*",))
+    assert resolve("Motor.h", [esp_motor, any_motor, avr_motor], "avr") is avr_motor
+    assert resolve("Motor.h", [esp_motor, any_motor, avr_motor], "esp32") is esp_motor
+    assert resolve("Motor.h", [esp_motor, any_motor], "avr") is any_motor
+    # A better name outranks being made for the board; among equal names, the user's outranks the platform's.
+    kit = _lib("MotorKit", "Motor.h", architectures=("*",))
+    assert resolve("Motor.h", [avr_motor, kit], "avr") is kit
+    assert resolve("Motor.h", [kit, _lib("Motor", "Motor.h", folder="Motor-1.2")], "avr").name == "Motor"
+    mine, bundled = _lib("Motor", "Motor.h", location=USER), _lib("Motor", "Motor.h", location=PLATFORM)
+    assert resolve("Motor.h", [bundled, mine], "avr") is mine
+    # A library named on the command line (one library's root) outranks everything, architecture included.
+    named = _lib("Motor", "Motor.h", architectures=("esp32",), location=UNMANAGED)
+    assert resolve("Motor.h", [avr_motor, named], "avr") is named
+    assert resolve("Motor.h", [], "avr") is None
+
+
+def test_name_matches_rank_as_arduino_cli_ranks_them():
+    ranked = [_lib("Fast LED", folder="fast_led"), _lib("fast_led", folder="elsewhere"), _lib("Fast_LED-main"),
+              _lib("fast_led-master"), _lib("Fast LED Pro"), _lib("Not Fast LED"), _lib("A fast_led kit"), _lib("Other")]
+    scores = [priority(lib, "fast_led.h", "avr") for lib in ranked]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
+    assert scores[0] - scores[-1] == 700 and scores[-1] == 1000 + 3  # any architecture, a user's folder
+    assert priority(_lib("Servo", architectures=("avr", "sam")), "Servo.h", "avr") == 1010 + 700 + 3
+    assert priority(_lib("Servo", architectures=("sam",), location=PLATFORM), "Servo.h", "avr") == 0 + 700 + 2
+    assert priority(_lib("fl"), "fl/ui.h", "avr") == priority(_lib("Other"), "fl/ui.h", "avr")  # "fl_ui" is no name
+
+
+def test_equal_priorities_go_to_the_closest_name_else_the_first_by_name():
+    unified, zeta = _lib("Graphics Unified Kit"), _lib("Zeta")
+    assert priority(unified, "graphics_kit.h", "avr") == priority(zeta, "graphics_kit.h", "avr")
+    assert resolve("graphics_kit.h", [zeta, unified], "avr") is unified
+    alpha, beta = _lib("beta"), _lib("Alpha")
+    assert resolve("XYZ.h", [alpha, beta], "avr") is beta  # no shared letters: byte order, upper case first
+
+
+def test_a_header_several_libraries_provide_is_noted_with_the_ones_not_used():
+    esp_motor = _lib("Motor", "Motor.h", architectures=("esp32",))
+    avr_motor = _lib("AvrMotor", "Motor.h", architectures=("avr",))
+    d, _ = _detect([_sketch("S"), _sketch("T")], [esp_motor, avr_motor, _lib("Wire", "Wire.h")],
+                   {"/sk/S/S.ino": ["Motor.h", "Wire.h"], "/sk/T/T.ino": ["Motor.h"]})
+    assert d.by_sketch == {"S": ("AvrMotor", "Wire"), "T": ("AvrMotor",)}
+    assert d.choices == (Choice("Motor.h", avr_motor, (esp_motor,)),)
+    assert d.choices[0].note() == 'Multiple libraries were found for "Motor.h"\n  Used: /libs/AvrMotor\n  Not used: /libs/Motor'
 
 
 # the include scan -------------------------------------------------------------------------------------

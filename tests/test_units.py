@@ -134,6 +134,72 @@ def test_a_single_library_root_is_accepted_as_library_dir():
     assert names[0] == "FancyLed" and "Wire" in names
 
 
+def _write(root, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def test_library_properties_and_locations_are_read_as_arduino_cli_reads_them(tmp_path):
+    from fbuild_graph.model import LibraryLocation
+
+    _write(tmp_path / "libs", {
+        "Led/library.properties": "name=Led\narchitectures= avr , megaavr\ndot_a_linkage=True\nprecompiled=full\nldflags=-lm\n",
+        "Led/src/Led.h": "",
+        "Any/library.properties": "name=Any Name\nprecompiled=yes\n", "Any/src/Any.h": "",
+        # A flat library: dot_a_linkage is for the 1.5 layout only.
+        "Flat/library.properties": "name=Flat\ndot_a_linkage=true\n", "Flat/Flat.h": "",
+    })
+    _write(tmp_path / "one", {"library.properties": "name=One\n", "src/One.h": ""})
+    _write(tmp_path / "platform" / "libraries", {"Bundled/library.properties": "name=Bundled\n", "Bundled/src/B.h": ""})
+    found = {lib.name: lib for lib in libraries.index([str(tmp_path / "libs"), str(tmp_path / "one")],
+                                                      str(tmp_path / "platform"))}
+    led, any_, flat = found["Led"], found["Any Name"], found["Flat"]
+    assert (led.architectures, led.dot_a_linkage, led.precompiled, led.ldflags) == (("avr", "megaavr"), True, "full", "-lm")
+    assert (any_.architectures, any_.dot_a_linkage, any_.precompiled) == (("*",), False, "")
+    assert flat.layout == "flat" and not flat.dot_a_linkage
+    assert {name: lib.location for name, lib in found.items()} == {
+        "Led": LibraryLocation.USER, "Any Name": LibraryLocation.USER, "Flat": LibraryLocation.USER,
+        "One": LibraryLocation.UNMANAGED, "Bundled": LibraryLocation.PLATFORM}
+
+
+def test_a_precompiled_library_is_linked_from_the_boards_folder_fpu_first(tmp_path):
+    from fbuild_graph.model import Library
+
+    _write(tmp_path / "Lib" / "src", {"cortex-m4/libLib.a": "", "cortex-m4/fpv4-sp-d16-softfp/libLib.a": "",
+                                      "cortex-m4/fpv4-sp-d16-softfp/extra.a": "", "cortex-m4/fpv4-sp-d16-softfp/notes.txt": ""})
+    src = tmp_path / "Lib" / "src"
+    lib = Library(name="Lib", root=str(tmp_path / "Lib"), layout="recursive", include_dirs=(str(src),), sources=(),
+                  headers=(), precompiled="true", ldflags="-lm -Wl,--as-needed")
+    base = {"compiler.libraries.ldflags": "", "build.mcu": "cortex-m4",
+            "recipe.cpp.o.pattern": "g++ -mcpu=cortex-m4 {includes} {source_file} -o {object_file}"}
+    fpu = src / "cortex-m4" / "fpv4-sp-d16-softfp"
+    found = libraries.precompiled(lib, {**base, "build.fpu": "fpv4-sp-d16", "build.float-abi": "softfp"})
+    assert found == libraries.Precompiled(
+        folder=str(fpu), ldflags=(f"-L{fpu}", "-lm", "-Wl,--as-needed", "-lLib"), objects=(str(fpu / "extra.a"),),
+        archives=(str(fpu / "extra.a"), str(fpu / "libLib.a")), sources=True)
+    # Without build.fpu, the compile command's -mfpu= and -mfloat-abi= say which folder.
+    recipe = {"recipe.cpp.o.pattern": "g++ -mfpu=fpv4-sp-d16 -mfloat-abi=softfp {includes} {source_file} -o {object_file}"}
+    assert libraries.precompiled(lib, {**base, **recipe}).folder == str(fpu)
+    assert libraries.precompiled(lib, base).folder == str(src / "cortex-m4")
+    assert libraries.precompiled(lib, {**base, "build.mcu": "atmega2560"}) is None  # sources compile instead
+    cannot_link = {k: v for k, v in base.items() if k != "compiler.libraries.ldflags"}
+    assert libraries.precompiled(lib, cannot_link) is None  # the platform has nowhere to put the flags
+
+
+def test_what_arduino_cli_says_about_the_libraries_used():
+    from fbuild_graph.model import Library
+
+    lib = Library(name="Wifi", root="/l/Wifi", layout="recursive", include_dirs=("/l/Wifi/src",), sources=(), headers=(),
+                  architectures=("esp32", "esp8266"), precompiled="full")
+    assert libraries.warnings([lib], {"compiler.libraries.ldflags": ""}, "avr") == [
+        "warning: library Wifi claims to run on esp32, esp8266 architecture(s) and may be incompatible with your "
+        "current board which runs on avr architecture(s)."]
+    assert libraries.warnings([lib], {"architecture.override_check": "esp8266"}, "avr") == [
+        "note: the platform does not support 'compiler.libraries.ldflags' for precompiled libraries; Wifi is compiled "
+        "from its sources"]
+
+
 # graph and plan -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -146,7 +212,7 @@ def dag():
     d = _detect(b, found, libraries.index([], b.platform_path))
     from fbuild_graph.build import _sources
 
-    return graph.build_graph(b, found, d, Layout("/out"), _sources(core_dirs[0]), _sources(core_dirs[1]))
+    return graph.build_graph(b, found, d, Layout("/out"), _sources(core_dirs[0]), _sources(core_dirs[1]), {})
 
 
 def test_graph_is_a_dag_of_real_actions_with_resource_classes(dag):
