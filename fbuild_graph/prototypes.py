@@ -39,7 +39,10 @@ def add_prototypes(merged: str) -> str:
     * Candidates are top-level function definitions with a return type (so macros
       such as ``ISR(vect) {...}`` are skipped) whose name is a plain identifier
       (no ``Foo::bar``, operators or templates); ``char *f()`` and ``int &f()`` count.
-    * The prototypes go just before the first candidate.
+    * The prototypes go just before the first candidate. Functions defined inside a preprocessor
+      conditional get theirs inside that branch, before its first function: the branches the board's
+      macros leave out take their prototypes with them, as arduino-builder, which runs ctags on the
+      preprocessed sketch, generates none for them.
     * A function gets no prototype if a top-level declaration of the same name
       comes before that insertion point: only there can a prototype help, and a
       later declaration merely duplicates ours, which C++ allows.
@@ -51,9 +54,40 @@ def add_prototypes(merged: str) -> str:
     Without any prototype to add, ``merged`` is returned unchanged.
     """
     source = source_bytes(merged)
+    origins = _origins(merged)
+    insertions = []  # (byte offset, text), one per scope that gets prototypes
     declared: set[str] = set()
+    for scope in _scopes(_parser().parse(source).root_node):
+        insertion = _scope_prototypes(scope, source, origins, declared)
+        if insertion:
+            insertions.append(insertion)
+    for at, text in sorted(insertions, reverse=True):
+        source = source[:at] + source_bytes(text) + source[at:]
+    return source_text(source) if insertions else merged
+
+
+_CONDITIONALS = ("preproc_if", "preproc_ifdef", "preproc_elif", "preproc_elifdef", "preproc_else")
+_CONDITION_FIELDS = ("condition", "name", "alternative")
+
+
+def _scopes(node: Node) -> Iterator[list[Node]]:
+    """The top level, then each branch of each preprocessor conditional in it (and in them), as lists of
+    the nodes that branch holds. arduino-builder's ctags sees only the branches the board's macros select;
+    prototypes placed inside their own branch vanish with the branches it does not select."""
+    fields = {id(child) for name in _CONDITION_FIELDS for child in node.children_by_field_name(name)}
+    body = [child for child in node.children if id(child) not in fields and child.is_named]
+    yield body
+    for child in node.children:
+        if child.type in _CONDITIONALS:
+            yield from _scopes(child)
+
+
+def _scope_prototypes(nodes: list[Node], source: bytes, origins: list[tuple[int, str]],
+                      declared: set[str]) -> tuple[int, str] | None:
+    """Where and what to insert for the functions defined in one scope; `declared` gathers the names
+    declared so far, in source order."""
     candidates: list[tuple[Node, Node]] = []
-    for node in _parser().parse(source).root_node.children:
+    for node in nodes:
         if node.type == "declaration" and not candidates:
             for declarator in node.children_by_field_name("declarator"):
                 if (function := _function_declarator(declarator)) is not None:
@@ -63,23 +97,17 @@ def add_prototypes(merged: str) -> str:
             function = _function_declarator(node.child_by_field_name("declarator"))
             if function is not None and body is not None and body.type == "compound_statement":
                 candidates.append((node, function))
-    if not candidates:
-        return merged
-
-    origins = _origins(merged)
     block = []
     for node, function in candidates:
         if _name(function) in declared or _has_default_arguments(function):
             continue
         block += [_line_directive(*origins[node.start_point.row]), _prototype(node, source)]
     if not block:
-        return merged
-
+        return None
     first = candidates[0][0]
     block.append(_line_directive(*origins[first.start_point.row]))
     # Directives must start a line: break it if the definition shares one with earlier code.
-    text = ("\n" if first.start_point.column else "") + "\n".join(block) + "\n"
-    return source_text(source[: first.start_byte] + source_bytes(text) + source[first.start_byte :])
+    return first.start_byte, ("\n" if first.start_point.column else "") + "\n".join(block) + "\n"
 
 
 def _function_declarator(declarator: Node | None) -> Node | None:

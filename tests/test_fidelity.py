@@ -179,3 +179,24 @@ def test_detection_is_asked_once_and_again_only_when_a_header_changes(tmp_path):
     header.write_bytes(header.read_bytes().replace(b"void portableBegin();", b"void portableBegin(); // edited"))
     edited = build()
     assert edited["preprocessor_runs"] >= 1 and edited["answers_reused"] < cold["preprocessor_runs"]
+
+
+# A whole sketch inside `#if`: arduino-builder's ctags sees the branch the board selects and prototypes it.
+WRAPPED = b"""#include <Arduino.h>
+#if (F_CPU > 7370000)
+void setup() { blink(3); }
+void loop() {}
+void blink(int n) { for (int i = 0; i < n; i++) { digitalWrite(13, HIGH); delay(100); digitalWrite(13, LOW); } }
+#else
+void setup() { slow(); }
+void loop() {}
+void slow() {}
+#endif
+"""
+
+
+@needs_reference
+def test_functions_inside_a_conditional_get_prototypes_in_their_branch(tmp_path):
+    sketch = _sketch(tmp_path, "Wrapped", WRAPPED)
+    built = _build(tmp_path, sketch)
+    assert (built / "firmware.hex").read_bytes() == _ide_hex(tmp_path, sketch)
