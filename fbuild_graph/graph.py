@@ -73,12 +73,12 @@ def build_graph(
 
 
 def hooks(props: Mapping[str, str], phase: str, build_path: str, after: Sequence[str], owner: str, resource: str,
-          step: str) -> tuple[list[Action], tuple[str, ...]]:
+          step: str, sketch_path: str = "") -> tuple[list[Action], tuple[str, ...]]:
     """The platform's `recipe.hooks.PHASE.*` as actions, one after another once the files `after` exist, and
     the files that what comes after the hooks waits for (none when there are no hooks). A hook's stdout is
     its output file: what it writes besides is unknown, so a hook always runs (see signature)."""
     found, waits = [], ()
-    for key, argv in recipes.hook_argvs(props, phase, build_path):
+    for key, argv in recipes.hook_argvs(props, phase, build_path, sketch_path):
         name = key[len("recipe.hooks."):]
         stamp = os.path.join(build_path, "hooks", f"{name}.txt")
         found.append(Action(key=f"{step}/hooks/{name}", kind=HOOK, owner=owner, resource=resource,
@@ -155,8 +155,8 @@ def sketch_actions(
     stage1_done: Sequence[str] = (), precompiled: Sequence[Precompiled] = (),
 ) -> Iterable[Action]:
     """In arduino-cli's order: prebuild hooks, preprocessing, sketch prebuild hooks, compiles, sketch
-    postbuild and prelink hooks, link, postlink and preobjcopy hooks, every objcopy recipe, postobjcopy,
-    savehex and postbuild hooks; the size report. `stage1_done`: the stamps of stage 1's postbuild hooks;
+    postbuild and prelink hooks, link, postlink and preobjcopy hooks, every objcopy recipe, postobjcopy
+    and postbuild hooks; the size report. `stage1_done`: the stamps of stage 1's postbuild hooks;
     `precompiled`: the precompiled libraries the sketch uses, in link order, whose flags its link takes."""
     owner = f"sketch:{sk.id}"
     build = layout.sketch_build_dir(sk.id)
@@ -167,7 +167,7 @@ def sketch_actions(
     firmware = firmware_step(owner)
 
     def chain(phase: str, after: Sequence[str], step: str) -> tuple[str, ...]:
-        found, waits = hooks(props, phase, build, after, owner, SKETCH, step)
+        found, waits = hooks(props, phase, build, after, owner, SKETCH, step, sk.path)
         actions.extend(found)
         return waits
 
@@ -196,7 +196,7 @@ def sketch_actions(
     read = dict.fromkeys([*all_objects, *(path for pre in precompiled for path in pre.archives), archive,
                           *stage1_done, *ready])
     actions.append(Action(key=f"sketch/{sk.id}/link", kind="link", owner=owner, resource=SKETCH, step=firmware,
-                          argv=recipes.link_argv(props, build, all_objects, archive, ldflags), inputs=tuple(read),
+                          argv=recipes.link_argv(props, build, all_objects, archive, ldflags, sk.path), inputs=tuple(read),
                           outputs=(elf,)))
     ready = chain("linking.postlink", (elf,), firmware)
     ready = chain("objcopy.preobjcopy", ready or (elf,), firmware) or ready
@@ -205,16 +205,16 @@ def sketch_actions(
         known = which in OBJCOPY_KINDS  # the firmware files: their names are the recipes' own
         output = os.path.join(build, f"{recipes.PROJECT_NAME}.{which}")
         actions.append(Action(key=f"sketch/{sk.id}/{which}", kind=which if known else "objcopy", owner=owner,
-                              resource=SKETCH, step=firmware, argv=recipes.objcopy_argv(props, build, which),
+                              resource=SKETCH, step=firmware, argv=recipes.objcopy_argv(props, build, which, sk.path),
                               inputs=(elf, *ready), outputs=(output,) if known else (),
                               stdout_path=None if known else os.path.join(build, "objcopy", f"{which}.txt")))
         made.append(output if known else actions[-1].stdout_path)
     ready = chain("objcopy.postobjcopy", made or (elf,), firmware)
-    ready = chain("savehex.presavehex", ready or made or (elf,), firmware) or ready
-    ready = chain("savehex.postsavehex", ready or made or (elf,), firmware) or ready
+    # No savehex hooks: arduino-cli runs them only to --export-binaries into the sketch's folder, and
+    # arduino-builder never; they copy files into the user's sketch.
     chain("postbuild", ready or made or (elf,), firmware)
     actions.append(Action(key=f"sketch/{sk.id}/size", kind="size", owner=owner, resource=SKETCH, step=firmware,
-                          argv=recipes.size_argv(props, build), inputs=(elf,), outputs=(),
+                          argv=recipes.size_argv(props, build, sk.path), inputs=(elf,), outputs=(),
                           stdout_path=os.path.join(build, "size.txt")))
     return actions
 

@@ -50,6 +50,7 @@ def detect_argv(props: Mapping[str, str], source: str, include_dirs: Sequence[st
     the same macros; not expanding the rest makes a run 3x faster on FastLED's headers), `-H`, which names
     every header read, and `-iquote` for a source read from stdin."""
     recipe = "recipe.preproc.macros"
+    props = {**props, "build.library_discovery_phase": "1"}  # as arduino-cli sets it while detecting
     if recipe not in props and "recipe.cpp.o.pattern" in props:
         pattern = props["recipe.cpp.o.pattern"].replace(
             "{compiler.cpp.flags}", "{compiler.cpp.flags} {preproc.macros.flags}", 1).replace(
@@ -75,12 +76,15 @@ def archive_argv(props: Mapping[str, str], archive: str, objects: Sequence[str])
     })
 
 
-def _output_keys(build_path: str) -> dict[str, str]:
-    return {"build.path": build_path, "build.project_name": PROJECT_NAME}
+def _output_keys(build_path: str, sketch_path: str = "") -> dict[str, str]:
+    """The keys of a recipe that writes into a build folder; `sketch_path`, the sketch's own folder, which
+    arduino-cli sets for every recipe, exists only for a sketch's recipes here (stage 1 serves many)."""
+    keys = {"build.path": build_path, "build.project_name": PROJECT_NAME}
+    return {**keys, "sketch_path": sketch_path} if sketch_path else keys
 
 
 def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str], archive: str,
-              libraries_ldflags: Sequence[str] = ()) -> tuple[str, ...]:
+              libraries_ldflags: Sequence[str] = (), sketch_path: str = "") -> tuple[str, ...]:
     """`libraries_ldflags` (precompiled libraries' `-L`, `ldflags=` and `-l` words) follow the platform's own
     `compiler.libraries.ldflags`, as arduino-cli appends them to that property."""
     linked_libraries = {}
@@ -88,7 +92,7 @@ def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str],
         own = properties.expand(props["compiler.libraries.ldflags"], props, what="compiler.libraries.ldflags")
         linked_libraries["compiler.libraries.ldflags"] = (*properties.split_command(own), *libraries_ldflags)
     return _argv(props, "recipe.c.combine.pattern", {
-        **_output_keys(build_path),
+        **_output_keys(build_path, sketch_path),
         "object_files": tuple(objects),
         # The recipe names the archive as {build.path}/{archive_file}; ours lives with the stage-1 outputs.
         "archive_file": os.path.relpath(archive, build_path),
@@ -108,17 +112,19 @@ def objcopy_names(props: Mapping[str, str]) -> list[str]:
     return [key[len("recipe.objcopy."):-len(".pattern")] for key in recipe_keys(props, "recipe.objcopy")]
 
 
-def objcopy_argv(props: Mapping[str, str], build_path: str, which: str) -> tuple[str, ...]:
-    return _argv(props, f"recipe.objcopy.{which}.pattern", _output_keys(build_path))
+def objcopy_argv(props: Mapping[str, str], build_path: str, which: str, sketch_path: str = "") -> tuple[str, ...]:
+    return _argv(props, f"recipe.objcopy.{which}.pattern", _output_keys(build_path, sketch_path))
 
 
-def hook_argvs(props: Mapping[str, str], phase: str, build_path: str) -> list[tuple[str, tuple[str, ...]]]:
+def hook_argvs(props: Mapping[str, str], phase: str, build_path: str,
+               sketch_path: str = "") -> list[tuple[str, tuple[str, ...]]]:
     """`recipe.hooks.PHASE.N.pattern` -> (key, argv), in the order they run."""
-    return [(key, _argv(props, key, _output_keys(build_path))) for key in recipe_keys(props, f"recipe.hooks.{phase}")]
+    return [(key, _argv(props, key, _output_keys(build_path, sketch_path)))
+            for key in recipe_keys(props, f"recipe.hooks.{phase}")]
 
 
-def size_argv(props: Mapping[str, str], build_path: str) -> tuple[str, ...]:
-    return _argv(props, "recipe.size.pattern", _output_keys(build_path))
+def size_argv(props: Mapping[str, str], build_path: str, sketch_path: str = "") -> tuple[str, ...]:
+    return _argv(props, "recipe.size.pattern", _output_keys(build_path, sketch_path))
 
 
 @frozen
