@@ -26,7 +26,7 @@ from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence, TextIO
 
-from fbuild_graph import analysis
+from fbuild_graph.analysis import analysis
 
 PROG = "harness.py"  # every message names the entry point, whichever suite stopped
 EXAMPLES = "/usr/share/arduino/hardware/arduino/avr/libraries/*/examples/*/"

@@ -23,7 +23,7 @@ import shutil
 import statistics
 from typing import TextIO
 
-from fbuild_graph import analysis
+from fbuild_graph.analysis import analysis
 
 from common import (BOARD, COLD, EXAMPLE_COUNT, Bench, Run, compile_many, done, fail, heading,
                     job_args, median, of, per_rep, timed, write)

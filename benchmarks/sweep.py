@@ -7,7 +7,7 @@ output folder, as compare's) of the whole set at every point of:
   F{F}xS{s}  each s of --sweep-sketch-jobs, with F the default framework jobs
 
 each point once per repetition (a point named twice runs once). The table holds, per point, the median wall
-time, the ideal (fbuild_graph.analysis.ideal_wall: the reference's start-up plus the largest of its total
+time, the ideal (fbuild_graph.analysis.analysis.ideal_wall: the reference's start-up plus the largest of its total
 work over f + s slots, its framework work over f and its sketch work over s), wall/ideal (1.0 would be
 perfect scaling) and the speed-up over F1xS1. Past the machine's cores more slots cannot help, so
 wall/ideal grows there. notebooks/scaling.ipynb draws the same from the TSV.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from fbuild_graph.analysis import ideal_wall
+from fbuild_graph.analysis.analysis import ideal_wall
 
 from common import COLD, Bench, Run, compile_many, done, heading, median, write
 

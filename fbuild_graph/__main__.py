@@ -1,3 +1,3 @@
-from .cli import run
+from fbuild_graph.cli import run
 
 run()

@@ -17,22 +17,37 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import evolve, field, frozen
 
-from . import board as boards
-from . import ccache, detection, execute, fileio, fingerprint, fitness, include_probe, include_scan, installs
-from . import libraries, lock
-from . import plan, results, runner, stage1
-from . import supersede, toolchain, tools, transfer
-from . import graph as graphs
-from . import sketch as sketches
-from . import progress as progress_views
-from .collect import Collector
-from .errors import FbuildError
-from .exitcodes import ExitCode
-from .layout import Layout
-from .cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
-from .model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Phase, SketchStatus
-from .preprocess import merge
-from .sketch import SOURCE_EXTENSIONS, compile_order
+from fbuild_graph.arduino import board as boards
+from fbuild_graph.caches import ccache
+from fbuild_graph.arduino import detection
+from fbuild_graph.execution import execute
+from fbuild_graph import fileio
+from fbuild_graph.caches import fingerprint
+from fbuild_graph.execution import fitness
+from fbuild_graph.arduino import include_probe
+from fbuild_graph.arduino import include_scan
+from fbuild_graph.arduino import installs
+from fbuild_graph.arduino import libraries
+from fbuild_graph.outputs import lock
+from fbuild_graph.planning import plan
+from fbuild_graph.outputs import results
+from fbuild_graph.execution import runner
+from fbuild_graph.caches import stage1
+from fbuild_graph.execution import supersede
+from fbuild_graph.arduino import toolchain
+from fbuild_graph.caches import tools
+from fbuild_graph.execution import transfer
+from fbuild_graph.planning import graph as graphs
+from fbuild_graph.arduino import sketch as sketches
+from fbuild_graph.outputs import progress as progress_views
+from fbuild_graph.outputs.collect import Collector
+from fbuild_graph.errors import FbuildError
+from fbuild_graph.exitcodes import ExitCode
+from fbuild_graph.planning.layout import Layout
+from fbuild_graph.caches.cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
+from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Phase, SketchStatus
+from fbuild_graph.arduino.preprocess import merge
+from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
 
 
 
@@ -59,15 +74,60 @@ class Config:
     wait: bool = False
 
 
+class PhaseClock:
+    """The spans of one run, in seconds since `t0` (when the process began importing us): every phase the
+    build reports in phases.tsv is recorded here, in the order the build went through them."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.phases: list[Phase] = []
+
+    def record(self, name: str, start: float, stop: float, **cache: str) -> None:
+        """A span given in time.time() seconds."""
+        self.phases.append(Phase(name, start - self.t0, stop - self.t0, **cache))
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.time()
+        yield
+        self.record(name, start, time.time())
+
+    def since_start(self) -> float:
+        return time.time() - self.t0
+
+
+@frozen
+class Run:
+    """What running a prepared build needs, in one record: the plan, the caches and where progress goes."""
+
+    config: "Config"
+    prepared: "Prepared"
+    steps: tuple[plan.Step, ...]
+    store: Cache
+    restored: Mapping[str, str]
+    progress: Callable[[str], None]
+    view: object
+
+
+@frozen
+class Outcome:
+    """What a run ended with: the collector's results, the exit code so far and the cluster's slots per
+    resource class (empty when nothing ran on a cluster)."""
+
+    collector: Collector
+    exit_code: int
+    slots: dict[str, int]
+
+
 def default_cache_dir() -> str:
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fbuild-graph")
 
 
 @frozen
 class Prepared:
-    """Everything known before anything runs: the inputs to `run` and to `graph --format ninja`.
-    `detected` is when library detection started and stopped (time.time()); `answers` holds its preprocessor
-    answers, to be saved into the output folder by whoever holds its lock."""
+    """Everything known before anything runs: the inputs to `run` and to `graph --format ninja`. `answers`
+    holds library detection's preprocessor answers, to be saved into the output folder by whoever holds its
+    lock."""
 
     board: Board
     layout: Layout
@@ -76,15 +136,19 @@ class Prepared:
     graph: object
     units: tuple[fingerprint.Unit, ...]
     notes: tuple[str, ...]
-    detected: tuple[float, float]
     answers: include_probe.AnswerCache
 
 
-def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None) -> Prepared:
-    """Everything before the first tool runs. Raises FbuildError for bad input; its `notes` are for the
-    caller to say once preparation has succeeded, so bad input gets exactly one line. `compiler_cache`
-    gives the compile launcher for a base folder (every path under it is made relative; None: no such
-    folder short of `/`, so paths stay absolute and only builds in the same place share entries)."""
+def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
+            clock: Optional[PhaseClock] = None) -> Prepared:
+    """Everything before the first tool runs, as the phases `discover` (board, toolchain, sketches),
+    `libraries` (detection) and `plan` (the DAG and stage-1 keys), each recorded on `clock`. Raises
+    FbuildError for bad input; its `notes` are for the caller to say once preparation has succeeded, so bad
+    input gets exactly one line. `compiler_cache` gives the compile launcher for a base folder (every path
+    under it is made relative; None: no such folder short of `/`, so paths stay absolute and only builds in
+    the same place share entries)."""
+    clock = clock or PhaseClock(time.time())
+    discover = time.time()
     notes: list[str] = []
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
     board = boards.resolve(config.board, dirs, config.build_properties, say=notes.append)
@@ -102,11 +166,13 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
     identity, tool = toolchain.identity(board.properties), tools.Tools()
     core_dirs = graphs.core_dirs(board.properties)
+    clock.record("discover", discover, time.time())
     detect_start = time.time()
     answers = include_probe.AnswerCache(layout.includes_cache)
     offered = libraries.index(library_dirs, board.platform_path, board.properties["build.core.platform.path"])
     discovery = detect_libraries(board, found, offered, identity, tool, answers)
-    detected = (detect_start, time.time())
+    clock.record("libraries", detect_start, time.time())
+    planning = time.time()
     notes += [choice.note() for choice in discovery.choices]
     notes += libraries.warnings(discovery.libraries, board.properties, board.architecture)
     linked_precompiled = ((lib.name, libraries.precompiled(lib, board.properties)) for lib in discovery.libraries)
@@ -130,8 +196,9 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
                              _sources(core_dirs[1]) if len(core_dirs) > 1 else [], precompiled, launcher,
                              lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16])
     units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
+    clock.record("plan", planning, time.time())
     return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
-                    units=tuple(units), notes=tuple(notes), detected=detected, answers=answers)
+                    units=tuple(units), notes=tuple(notes), answers=answers)
 
 
 def detect_libraries(board: Board, found: Sequence[sketches.Sketch], offered: Sequence[libraries.Library],
@@ -169,11 +236,12 @@ def _sources(folder: str) -> list[str]:
 
 def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None,
                  view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout)) -> tuple[int, BuildReport]:
-    """Build every sketch. `progress` says notes and errors; `view(total)` makes what shows units and
-    sketches finishing (see progress.py). `t0` is when the process began importing us, so start-up cost
-    shows as a phase."""
-    t0 = t0 or time.time()
-    begin = time.time() - t0
+    """Build every sketch, phase after phase: import, then prepare (discover, libraries, plan), take the
+    output folder, restore stage 1 from the cache, run stages 1 and 2, write the results. `progress` says
+    notes and errors; `view(total)` makes what shows units and sketches finishing (see progress.py). `t0` is
+    when the process began importing us, so start-up cost shows as a phase."""
+    clock = PhaseClock(t0 or time.time())
+    clock.record("import", clock.t0, time.time())
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
     spec = CacheSpec(config.cache_dir or default_cache_dir(), config.cache_mode, config.cache_layers,
@@ -181,41 +249,55 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     with contextlib.ExitStack() as held:
         store = held.enter_context(spec.open(warn=progress))
         ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
-        prepared = prepare(config, _compiler_cache(config, store, ccache_state))
+        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock)
         # Held from before the first file is written into --out until results.json is.
         held.enter_context(lock.holding(prepared.layout.out, progress if config.wait else None))
         prepared.answers.save()
         for line in prepared.notes:
             progress(line)
-        restored = _restore_stage1(store, prepared.units, prepared.layout)
-        detect_start, detect_stop = (at - t0 for at in prepared.detected)
-        phases = [Phase("import", 0.0, begin), Phase("discover", begin, detect_start),
-                  Phase("libraries", detect_start, detect_stop), Phase("plan", detect_stop, time.time() - t0)]
-        shown = view(len(prepared.sketches))
+        with clock.phase("restore"):
+            restored = _restore_stage1(store, prepared.units, prepared.layout)
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
+        shown = view(len(prepared.sketches))
+        run = Run(config=config, prepared=prepared, steps=tuple(steps), store=store, restored=restored,
+                  progress=progress, view=shown)
         try:
-            collector, exit_code, slots = _run(config, prepared, steps, store.spec, store, restored, phases, progress,
-                                               shown, t0)
+            outcome = _run(run, clock)
         finally:
             shown.close()
-        stage1_key = fingerprint.combined_key(prepared.units)
-        stage1_cache = _cache_state(store, prepared.units, restored)
-        phases += _stage_phases(collector, t0, phases[-1].stop, stage1_key, stage1_cache)
-        phases.append(Phase("total", 0.0, time.time() - t0))
-        ordered = tuple(collector.results[sk.id] for sk in prepared.sketches)
-        if exit_code == ExitCode.OK and any(r.status != SketchStatus.OK for r in ordered):
-            exit_code = ExitCode.FAILED
-        report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
-                             stage1_cache=stage1_cache,
-                             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                             phases=tuple(phases), sketches=ordered, slots=slots,
-                             library_detection={"preprocessor_runs": prepared.answers.runs,
-                                                "answers_reused": prepared.answers.reused})
-        out = prepared.layout.out
-        results.write_tasks(out, collector.tally.all_records, t0, plan.waits_for(prepared.graph, steps))
-        results.write_phases(out, report.phases)
-        results.write_report(out, report)
-    return exit_code, report
+        report = _write_results(run, outcome, clock)
+    return report.exit_code, report
+
+
+def _write_results(run: Run, outcome: Outcome, clock: PhaseClock) -> BuildReport:
+    """results.json, phases.tsv and tasks.tsv; the report they hold."""
+    prepared = run.prepared
+    stage1_key = fingerprint.combined_key(prepared.units)
+    stage1_cache = _cache_state(run.store, prepared.units, run.restored)
+    records = outcome.collector.tally.all_records
+    restored_at = clock.phases[-1].stop + clock.t0  # a stage 1 taken whole from the cache: an empty span there
+    for name, resource_class in (("stage1_archives", FRAMEWORK), ("stage2_sketches", SKETCH)):
+        ran = [r for r in records if r.resource == resource_class and r.start > 0]
+        cache = {"cache_key": stage1_key, "cache": stage1_cache} if resource_class == FRAMEWORK else {}
+        if ran or resource_class == FRAMEWORK:
+            clock.record(name, min((r.start for r in ran), default=restored_at),
+                         max((r.stop for r in ran), default=restored_at), **cache)
+    clock.phases.append(Phase("total", 0.0, clock.since_start()))
+    ordered = tuple(outcome.collector.results[sk.id] for sk in prepared.sketches)
+    exit_code = outcome.exit_code
+    if exit_code == ExitCode.OK and any(r.status != SketchStatus.OK for r in ordered):
+        exit_code = ExitCode.FAILED
+    report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
+                         stage1_cache=stage1_cache,
+                         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                         phases=tuple(clock.phases), sketches=ordered, slots=outcome.slots,
+                         library_detection={"preprocessor_runs": prepared.answers.runs,
+                                            "answers_reused": prepared.answers.reused})
+    out = prepared.layout.out
+    results.write_tasks(out, records, clock.t0, plan.waits_for(prepared.graph, run.steps))
+    results.write_phases(out, report.phases)
+    results.write_report(out, report)
+    return report
 
 
 def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipment:
@@ -237,37 +319,35 @@ def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Ca
     return lambda base_dir: ccache.launcher(writable, layers, base_dir, state_dir)
 
 
-def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: CacheSpec, store: Cache,
-         restored: Mapping[str, str], phases: list[Phase], progress: Callable[[str], None], shown,
-         t0: float) -> tuple[Collector, int, dict[str, int]]:
-    """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes.
-    Also returns the cluster's slots per resource class."""
+def _run(run: Run, clock: PhaseClock) -> Outcome:
+    """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes."""
+    config, prepared, progress = run.config, run.prepared, run.progress
     layout = prepared.layout
     units = {u.owner: u for u in prepared.units}
-    collector = Collector(prepared.board, prepared.sketches, steps, layout, prepared.discovery.by_sketch, shown,
-                          on_stage1_ok=lambda owner: stage1.store(store, units[owner], collector.tally.produced))
-    for owner, origin in restored.items():
+    collector = Collector(prepared.board, prepared.sketches, run.steps, layout, prepared.discovery.by_sketch, run.view,
+                          on_stage1_ok=lambda owner: stage1.store(run.store, units[owner], collector.tally.produced))
+    for owner, origin in run.restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
     exit_code = ExitCode.OK
     slots: dict[str, int] = {}
     try:
-        if config.scheduler is None and all(execute.up_to_date(step) for step in steps):
+        if config.scheduler is None and all(execute.up_to_date(step) for step in run.steps):
             # Nothing to do: answer from the signatures, in dependency order, without starting (or even
             # importing) a cluster, which would be most of a warm build's time.
-            for step in steps:
+            for step in run.steps:
                 collector.on_result(execute.run_step(step))
         else:
-            start = time.time() - t0
+            start = time.time()
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
-                phases.append(Phase("cluster_start", start, time.time() - t0))
+                clock.record("cluster_start", start, time.time())
                 slots = runner.slots(client)
-                remote = _shipment(prepared, restored) if config.scheduler else None
+                remote = _shipment(prepared, run.restored) if config.scheduler else None
                 # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
-                cache = spec if store.mode != "off" and remote is None else None
+                cache = run.store.spec if run.store.mode != "off" and remote is None else None
                 # Workers of our own cluster are this process: their toolchain is ours.
                 expected = fitness.Expectation.of(prepared.board.properties) if config.scheduler else None
-                runner.run(client, steps, collector.on_result, cache, config.group, config.cancel_in_progress, remote,
-                           expected)
+                runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
+                           remote, expected)
     except runner.ClusterFault as exc:
         progress(f"error: {exc}")
         collector.finish_unfinished(SketchStatus.NOT_BUILT, str(exc))
@@ -283,7 +363,7 @@ def _run(config: Config, prepared: Prepared, steps: Sequence[plan.Step], spec: C
         message = f"the Arduino core failed to compile: {collector.tally.core_error}; see {layout.core_log}"
         progress(f"error: {message}")
         collector.finish_unfinished(SketchStatus.FAILED, message)
-    return collector, exit_code, slots
+    return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
 def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit], layout: Layout) -> dict[str, str]:
@@ -308,21 +388,6 @@ def _cache_state(store: Cache, units: Sequence[fingerprint.Unit], restored: Mapp
     if len(restored) == len(units):
         return "hit"
     return "partial" if restored else "miss"
-
-
-def _stage_phases(collector: Collector, t0: float, restored_at: float, key: str, cache: str) -> list[Phase]:
-    """Spans of the actions that ran; a stage 1 taken whole from the cache is an empty span where the cache
-    was read."""
-    spans = []
-    for name, resource_class in (("stage1_archives", FRAMEWORK), ("stage2_sketches", SKETCH)):
-        ran = [r for r in collector.tally.all_records if r.resource == resource_class and r.start > 0]
-        start = min((r.start - t0 for r in ran), default=restored_at)
-        stop = max((r.stop - t0 for r in ran), default=restored_at)
-        if resource_class == FRAMEWORK:
-            spans.append(Phase(name, start, stop, cache_key=key, cache=cache))
-        elif ran:
-            spans.append(Phase(name, start, stop))
-    return spans
 
 
 def print_table(report: BuildReport) -> None:

@@ -20,15 +20,17 @@ import tempfile
 import traceback
 from typing import Optional, Sequence
 
-from . import board as boards
+from fbuild_graph.arduino import board as boards
 from attrs import evolve
 
-from . import installs, lock, progress
-from .build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
-from .cache import CACHE_MODES, parse_size
-from .errors import FbuildError, os_error_line
-from .exitcodes import ExitCode
-from .fileio import ensure_folder
+from fbuild_graph.arduino import installs
+from fbuild_graph.outputs import lock
+from fbuild_graph.outputs import progress
+from fbuild_graph.build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
+from fbuild_graph.caches.cache import CACHE_MODES, parse_size
+from fbuild_graph.errors import FbuildError, os_error_line
+from fbuild_graph.exitcodes import ExitCode
+from fbuild_graph.fileio import ensure_folder
 
 
 def _positive(text: str) -> int:
@@ -226,7 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             code, report = compile_many(_config(args), progress=_note, t0=_STARTED,
                                         view=lambda total: progress.view(args.json, args.quiet, total))
             if args.json:
-                from .results import to_json
+                from fbuild_graph.outputs.results import to_json
 
                 sys.stdout.write(to_json(report))
             elif live:
@@ -237,14 +239,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "cache":
             return _cache(args)
         if args.command == "report":
-            from . import report
+            from fbuild_graph.analysis import report
 
             sys.stdout.write(report.text(args.build_dir))
             if args.png:
                 report.timeline_png(args.build_dir, args.png)
             return 0
         if args.command == "worker":
-            from .worker import serve
+            from fbuild_graph.execution.worker import serve
 
             serve(args.scheduler, args.framework_jobs, args.sketch_jobs, args.local_directory, args.host, args.board,
                   installs.Directories.from_environment(args.hardware, args.tools))
@@ -273,7 +275,7 @@ def _fail(args: argparse.Namespace, line: str, code: int) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from . import export
+    from fbuild_graph.planning import export
 
     prepared = prepare(_config(args))
     for line in prepared.notes:
@@ -303,7 +305,8 @@ def _boards(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from . import cache, trust
+    from fbuild_graph.caches import cache
+    from fbuild_graph.caches import trust
 
     if args.verb == "keygen":
         _note(f"wrote {args.output} (keep it secret) and {trust.keygen(args.output)} (for --trust)")
@@ -336,7 +339,7 @@ def _cache(args: argparse.Namespace) -> int:
         removed = store.prune(cache.parse_size(args.max_size))
         _note(f"removed {removed} entries")
     stats = store.stats()
-    from .results import to_json
+    from fbuild_graph.outputs.results import to_json
 
     sys.stdout.write(to_json(stats))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from .exitcodes import ExitCode
+from fbuild_graph.exitcodes import ExitCode
 
 
 class FbuildError(Exception):

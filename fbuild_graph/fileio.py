@@ -10,13 +10,14 @@ sketch or library folder goes through `walk` or `is_regular`; `irregular` names 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
 import threading
 from typing import Collection, Iterator, Union
 
-from .errors import FbuildError
+from fbuild_graph.errors import FbuildError
 
 # Folders of a sketch or library that no build reads (and no cluster ships).
 NOT_READ_DIRS = (".git", "examples", "extras", ".fbuild-graph")
@@ -86,3 +87,24 @@ def source_text(data: bytes) -> str:
 
 def source_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+# Content digests by (path, size, mtime, inode): a header shared by hundreds of TUs is read once per run.
+_digests: dict[tuple, str] = {}
+_digests_lock = threading.Lock()
+
+
+def digest(path: str) -> str:
+    st = os.stat(path)
+    stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    with _digests_lock:
+        known = _digests.get(stamp)
+    if known:
+        return known
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    with _digests_lock:
+        _digests[stamp] = h.hexdigest()
+    return _digests[stamp]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fbuild_graph import installs
+from fbuild_graph.arduino import installs
 
 # Every test process, and every build a test starts, gets a cache of its own: builds must not hit entries
 # another test left behind. The session-wide build uses this one; each test gets a fresh one below.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import FRAMEWORK_JOBS, SKETCH_JOBS, Build, needs_toolchain
-from fbuild_graph import analysis
+from fbuild_graph.analysis import analysis
 
 pytestmark = needs_toolchain
 

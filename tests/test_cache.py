@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fbuild_graph.cache import Cache, bake, parse_size
+from fbuild_graph.caches.cache import Cache, bake, parse_size
 from fbuild_graph.errors import FbuildError
 
 KEY = "0123abcd"

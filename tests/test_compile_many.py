@@ -161,7 +161,7 @@ def test_sketch_compiles_do_not_wait_for_stage1(big_build: Build):
 
 
 def test_results_json_round_trips_through_cattrs(big_build: Build):
-    from fbuild_graph.results import load_report
+    from fbuild_graph.outputs.results import load_report
 
     report = load_report(str(big_build.out / "results.json"))
     assert report.board == "arduino:avr:uno"

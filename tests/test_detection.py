@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fbuild_graph import recipes
-from fbuild_graph.detection import Source, detect
-from fbuild_graph.include_probe import AnswerCache, Answer, missing_header, parse
-from fbuild_graph.include_scan import IncludeScan, scan
-from fbuild_graph.libraries import Choice, priority, resolve
+from fbuild_graph.arduino import recipes
+from fbuild_graph.arduino.detection import Source, detect
+from fbuild_graph.arduino.include_probe import AnswerCache, Answer, missing_header, parse
+from fbuild_graph.arduino.include_scan import IncludeScan, scan
+from fbuild_graph.arduino.libraries import Choice, priority, resolve
 from fbuild_graph.model import Library, LibraryLocation, Sketch
 
 CORE = "/core"
@@ -214,12 +214,12 @@ def test_the_detection_command_is_arduino_clis_preprocessor_recipe():
 def test_a_kept_answer_is_reused_only_while_every_header_it_read_is_unchanged(tmp_path):
     header = tmp_path / "Portable.h"
     header.write_text("#include <Wire.h>\n")
-    from fbuild_graph import signature
+    from fbuild_graph import fileio
 
     first = AnswerCache(str(tmp_path / "includes.cache"))
-    first.put("k", Answer(missing="Wire.h", read=((str(header), signature.digest(str(header))),)))
+    first.put("k", Answer(missing="Wire.h", read=((str(header), fileio.digest(str(header))),)))
     first.save()
-    assert AnswerCache(str(tmp_path / "includes.cache")).get("k") == Answer("Wire.h", ((str(header), signature.digest(str(header))),))
+    assert AnswerCache(str(tmp_path / "includes.cache")).get("k") == Answer("Wire.h", ((str(header), fileio.digest(str(header))),))
     header.write_text("#include <SPI.h>\n")
     again = AnswerCache(str(tmp_path / "includes.cache"))
     assert again.get("k") is None and again.reused == 0

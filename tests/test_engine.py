@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from fbuild_graph import execute, graph, plan, runner, signature
-from fbuild_graph.collect import Collector
-from fbuild_graph.layout import Layout
+from fbuild_graph.execution import execute
+from fbuild_graph.planning import graph
+from fbuild_graph.planning import plan
+from fbuild_graph.execution import runner
+from fbuild_graph.caches import signature
+from fbuild_graph.outputs.collect import Collector
+from fbuild_graph.planning.layout import Layout
 from fbuild_graph.model import FRAMEWORK, SKETCH, Action, Board, Sketch, SketchStatus
-from fbuild_graph.tally import Tally
+from fbuild_graph.outputs.tally import Tally
 
 BOARD = Board(fqbn="test:avr:board", name="Test", platform_path="/nonexistent", properties={
     "recipe.size.regex": r"^\.text\s+(\d+)", "recipe.size.regex.data": r"^\.data\s+(\d+)",

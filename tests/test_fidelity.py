@@ -62,7 +62,7 @@ def test_file_macro_prints_the_path_the_ide_gives(tmp_path):
 
 
 def test_a_sketch_without_file_names_keeps_location_free_line_directives(tmp_path):
-    from fbuild_graph.preprocess import merge
+    from fbuild_graph.arduino.preprocess import merge
 
     plain = _sketch(tmp_path, "Plain", b"void setup() {}\nvoid loop() {}\n") / "Plain.ino"
     located = _sketch(tmp_path, "Located", b"void setup() { assert(1); }\nvoid loop() {}\n") / "Located.ino"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 from conftest import PLATFORM, Build, needs_toolchain, run_cli
-from fbuild_graph import installs, properties
+from fbuild_graph.arduino import installs
+from fbuild_graph.arduino import properties
 
 TOOLCHAIN = "7.3.0-atmel3.6.1-arduino7"
 SKETCHES = ["eeprom_clear", "eeprom_read", "master_reader"]
@@ -219,6 +220,6 @@ def test_keys_for_this_system_replace_their_plain_key():
 def test_a_value_is_read_expanded():
     props = {"compiler.path": "{runtime.tools.avr-gcc.path}/bin/", "runtime.tools.avr-gcc.path": "/opt/gcc",
              "ltoarcmd": "avr-gcc-ar", "compiler.ar.cmd": "{ltoarcmd}"}
-    from fbuild_graph import toolchain
+    from fbuild_graph.arduino import toolchain
 
     assert toolchain.compiler(props, "ar") == "/opt/gcc/bin/avr-gcc-ar"

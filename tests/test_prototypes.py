@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from fbuild_graph.prototypes import add_prototypes
+from fbuild_graph.arduino.prototypes import add_prototypes
 
 AVR = Path("/usr/share/arduino/hardware/arduino/avr")
 AVR_GXX = Path("/usr/bin/avr-g++")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PLATFORM, needs_toolchain, read_tsv, run_cli
-from fbuild_graph.cache import Cache, bake
+from fbuild_graph.caches.cache import Cache, bake
 from fbuild_graph.errors import FbuildError
 
 needs_zstd = pytest.mark.skipif(not shutil.which("zstd"), reason="bundles need the zstd command")

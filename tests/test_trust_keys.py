@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import needs_toolchain, read_tsv, run_cli
 
-from fbuild_graph import tools
+from fbuild_graph.caches import tools
 from fbuild_graph.model import Action
 
 HEX = Path("sketches") / "blink_cfg" / "firmware.hex"

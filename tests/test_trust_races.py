@@ -11,8 +11,8 @@ from pathlib import Path
 
 from conftest import PLATFORM, needs_toolchain, run_cli
 
-from fbuild_graph import lock
-from fbuild_graph.cache import Cache
+from fbuild_graph.outputs import lock
+from fbuild_graph.caches.cache import Cache
 from fbuild_graph.errors import FbuildError
 
 EXAMPLES = PLATFORM / "libraries"
@@ -40,7 +40,7 @@ def test_a_second_build_on_a_busy_out_stops_naming_the_holder(tmp_path):
 @needs_toolchain
 def test_wait_builds_once_the_holder_is_done(tmp_path):
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fbuild_graph import lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fbuild_graph.outputs import lock\n"
                                f"with lock.holding({str(out)!r}):\n    print('held', flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -57,7 +57,7 @@ def test_wait_builds_once_the_holder_is_done(tmp_path):
 
 def test_a_killed_build_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fbuild_graph import lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fbuild_graph.outputs import lock\n"
                                f"with lock.holding({str(out)!r}):\n    print('held', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

@@ -17,15 +17,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import needs_toolchain, run_cli
-from fbuild_graph import properties, recipes
+from fbuild_graph.arduino import properties
+from fbuild_graph.arduino import recipes
 from fbuild_graph.errors import FbuildError
-from fbuild_graph.export import to_ninja
-from fbuild_graph.graph import from_actions
-from fbuild_graph.layout import Layout
+from fbuild_graph.planning.export import to_ninja
+from fbuild_graph.planning.graph import from_actions
+from fbuild_graph.planning.layout import Layout
 from fbuild_graph.model import FRAMEWORK, Action
 from fbuild_graph.names import folder_name, is_safe
-from fbuild_graph.preprocess import c_string
-from fbuild_graph.sketch import with_ids
+from fbuild_graph.arduino.preprocess import c_string
+from fbuild_graph.arduino.sketch import with_ids
 
 # The folder name of issue 10: pasted into the recipe text and split afterwards, it made avr-g++ run
 # `sh -c id` through gcc's -wrapper option.

@@ -8,11 +8,15 @@ import networkx as nx
 import pytest
 
 from conftest import DEBIAN_ONLY, PLATFORM, TEST_LIBRARIES, TEST_SKETCHES, needs_toolchain
-from fbuild_graph import board as boards
-from fbuild_graph import graph, libraries, plan, properties, sketch
+from fbuild_graph.arduino import board as boards
+from fbuild_graph.planning import graph
+from fbuild_graph.arduino import libraries
+from fbuild_graph.planning import plan
+from fbuild_graph.arduino import properties
+from fbuild_graph.arduino import sketch
 from fbuild_graph.errors import FbuildError
-from fbuild_graph.export import to_ninja
-from fbuild_graph.layout import Layout
+from fbuild_graph.planning.export import to_ninja
+from fbuild_graph.planning.layout import Layout
 
 needs_core = pytest.mark.skipif(not PLATFORM.is_dir(), reason="needs arduino-core-avr")
 
@@ -66,7 +70,7 @@ def test_build_property_overrides_the_board():
 
 @needs_core
 def test_compile_recipe_gives_the_flags_the_ide_uses():
-    from fbuild_graph import recipes
+    from fbuild_graph.arduino import recipes
 
     b = boards.resolve("uno", DEBIAN_ONLY, {})
     argv = recipes.compile_argv(b.properties, "/s/x.cpp", "/o/x.cpp.o", ["/inc one"])
@@ -109,7 +113,10 @@ def test_an_ino_file_argument_and_its_folder_are_one_sketch():
 # libraries ----------------------------------------------------------------------------------------------
 
 def _detect(b, found, offered):
-    from fbuild_graph import build, include_probe, toolchain, tools
+    from fbuild_graph import build
+    from fbuild_graph.arduino import include_probe
+    from fbuild_graph.arduino import toolchain
+    from fbuild_graph.caches import tools
 
     return build.detect_libraries(b, found, offered, toolchain.identity(b.properties), tools.Tools(),
                                   include_probe.AnswerCache(None))
@@ -275,7 +282,7 @@ def test_compiles_outside_the_overlap_window_join_their_firmware_step(dag):
 
 
 def test_ninja_export_has_pools_and_every_toolchain_command(dag, monkeypatch):
-    import fbuild_graph.export as export
+    import fbuild_graph.planning.export as export
 
     monkeypatch.setattr(export, "preprocess", lambda main, dest: None)  # the export's only side effect
     text = to_ninja(dag, 1, 3)
@@ -290,7 +297,7 @@ def test_ninja_export_has_pools_and_every_toolchain_command(dag, monkeypatch):
 def test_transferred_files_are_checked_against_the_digest_their_producer_recorded(tmp_path):
     import hashlib
 
-    from fbuild_graph import transfer
+    from fbuild_graph.execution import transfer
 
     transfer.materialize({"/out/a.o": b"good"}, str(tmp_path), {"/out/a.o": hashlib.sha256(b"good").hexdigest()})
     assert (tmp_path / "out" / "a.o").read_bytes() == b"good"
@@ -301,7 +308,7 @@ def test_transferred_files_are_checked_against_the_digest_their_producer_recorde
 
 def test_a_mirror_moves_only_the_client_roots(tmp_path):
     from fbuild_graph.model import Action
-    from fbuild_graph.transfer import Mirror
+    from fbuild_graph.execution.transfer import Mirror
 
     action = Action(key="k", kind="compile", owner="core", resource="framework", step="s",
                     argv=("/usr/bin/avr-g++", "-I/usr/share/arduino/x", "-I/home/ci/libs/A/src", "/home/ci/out/a.cpp"),

@@ -1,0 +1,1 @@
+"""Analysis: a build read back from its TSVs, its pictures, the terminal report."""

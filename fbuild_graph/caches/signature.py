@@ -1,0 +1,109 @@
+"""Up to date means no work: the signature of an action decides whether it runs.
+
+A signature covers the command line, the toolchain's identity, the fbuild-graph version (which shapes
+preprocessing), the content of every input and, for a compile, of every header its last depfile listed (as
+ninja's deps log does). It is stored beside the action's first output only after the action succeeded, and
+removed before the action runs, so an output left by an interrupted or failed run never has a matching
+signature.
+
+States of an action's outputs: no signature file (never built, or interrupted: run it); signature differs
+(something changed: run it); signature matches and every output exists (up to date: skip it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable, Optional
+
+from fbuild_graph import __version__
+from fbuild_graph import fileio
+from fbuild_graph.fileio import write_atomic
+from fbuild_graph.model import HOOK, Action
+
+SUFFIX = ".fbsig"
+def sig_path(action: Action) -> Optional[str]:
+    first = next(iter((*action.outputs, *([action.stdout_path] if action.stdout_path else []))), None)
+    return first + SUFFIX if first else None
+
+
+def depfile(action: Action) -> Optional[str]:
+    """gcc -MMD writes `X.cpp.d` beside `X.cpp.o`."""
+    if action.kind != "compile" or not action.outputs:
+        return None
+    return os.path.splitext(action.outputs[0])[0] + ".d"
+
+
+def depfile_headers(path: str) -> list[str]:
+    """The prerequisites of a make-syntax depfile (escaped spaces kept), in order."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read().replace("\\\n", " ")
+    except OSError:
+        return []
+    deps: list[str] = []
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        rest = line.split(":", 1)[1].replace("\\ ", "\0")
+        deps += [word.replace("\0", " ") for word in rest.split()]
+    return deps
+
+
+def signature(action: Action, command: str) -> Optional[str]:
+    """None when an input is missing: such an action must run (and will report the missing file)."""
+    h = hashlib.sha256(f"{__version__}\0{action.toolchain}\0{command}".encode())
+    dep = depfile(action)
+    inputs: Iterable[str] = (*action.inputs, *(depfile_headers(dep) if dep else ()))
+    for path in dict.fromkeys(inputs):
+        # ccache's base_dir makes depfile paths relative to the tool's working directory.
+        path = os.path.join(action.cwd or "", path)
+        try:
+            h.update(f"\0{path}\0{fileio.digest(path)}".encode())
+        except OSError:
+            return None
+    return h.hexdigest()
+
+
+def up_to_date(action: Action, command: str) -> bool:
+    """A platform hook is never up to date: what it writes besides its output is unknown (arduino-cli runs
+    every hook on every build too)."""
+    if action.kind == HOOK:
+        return False
+    path = sig_path(action)
+    if path is None or not all(os.path.exists(p) for p in (*action.outputs, action.stdout_path) if p):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = f.read()
+    except OSError:
+        return False
+    return recorded == signature(action, command)
+
+
+def forget(action: Action) -> None:
+    path = sig_path(action)
+    if path:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def record(action: Action, command: str) -> None:
+    path, sig = sig_path(action), signature(action, command)
+    if path and sig:
+        write_atomic(path, sig)
+
+
+def content_key(action: Action, command: str) -> Optional[str]:
+    """A key for the action's outputs that holds in any checkout: the command with the working directory
+    (the output folder) replaced by a name, and the content, not the place, of every input."""
+    cwd = action.cwd or ""
+    h = hashlib.sha256(f"{__version__}\0{action.toolchain}\0{command.replace(cwd, '$OUT') if cwd else command}".encode())
+    for path in action.inputs:
+        try:
+            h.update(f"\0{os.path.relpath(path, cwd) if cwd else path}\0{fileio.digest(path)}".encode())
+        except OSError:
+            return None
+    return h.hexdigest()

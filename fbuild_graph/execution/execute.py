@@ -1,0 +1,246 @@
+"""Worker side: run one step's actions and report what happened. A failing tool is a result, never an
+exception, so one broken sketch cannot take a Dask task (or the build) down with it.
+
+An action whose signature matches is up to date and does not run (see `signature.py`). Otherwise it first
+removes its outputs and its signature: a file left by an interrupted or failed run is never mistaken for
+this run's. Running compilers are tracked so an interrupted build can kill them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+from fbuild_graph.execution import fitness
+from fbuild_graph.caches import signature
+from fbuild_graph.execution import transfer
+from fbuild_graph.caches.cache import Cache, CacheSpec
+from fbuild_graph import fileio
+from fbuild_graph.fileio import write_atomic
+from fbuild_graph.model import FRAMEWORK, OK_STATUSES, ActionStatus, Kind, Action, ActionRecord, Artifact, Preprocessing, StepResult
+from fbuild_graph.planning.plan import Step
+from fbuild_graph.execution.transfer import Mirror
+
+# The firmware steps' actions are cached by content: their inputs (objects from ccache, archives from the
+# stage-1 cache) are the same bytes in any checkout, and the link is what a fresh runner would still spend
+# most of its time on. Compiles have ccache; archives, the stage-1 cache.
+CACHED_KINDS = frozenset({Kind.LINK, Kind.EEP, Kind.HEX, Kind.SIZE})
+ACTIONS = "actions"
+# How often a running tool's task looks whether its run was superseded (one scheduler round trip).
+CANCEL_POLL_SECONDS = 0.25
+
+
+class CannotStart(Exception):
+    """A tool did not start (missing, not executable, no working directory): the host's fault."""
+
+
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def spawn(action: Action, cancelled: Callable[[], bool]) -> tuple[Optional[int], str]:
+    """The command runner: run the action's tool; (exit code, output); exit code None when the run was
+    cancelled and the tool killed. Tests pass another (ninja's FakeCommandRunner is the model)."""
+    try:
+        proc = subprocess.Popen((*action.launcher, *action.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=action.cwd)
+    except OSError as exc:
+        raise CannotStart(f"cannot run {action.argv[0]}: {exc.strerror}") from None
+    with _running_lock:
+        _running.add(proc)
+    try:
+        while True:
+            try:
+                out, _ = proc.communicate(timeout=CANCEL_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if cancelled():
+                    _kill(proc)
+                    out, _ = proc.communicate()
+                    return None, out.decode("utf-8", "replace") + "# killed: the run was superseded\n"
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
+CommandRunner = Callable[[Action, Callable[[], bool]], tuple[Optional[int], str]]
+
+
+def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, cancel_event: Optional[str] = None,
+             mirror: Optional[Mirror] = None,
+             sources: Optional[tuple[dict[str, bytes], dict[str, str]]] = None,
+             expected: Optional[fitness.Expectation] = None, commands: CommandRunner = spawn) -> StepResult:
+    """`cancel_event` names the Dask Event that says this run was superseded: while it is set, no action
+    starts and a running tool is killed. With a `mirror` (a worker that shares no disk with the client),
+    the sources and the dependencies' outputs are materialized under it first, the actions run there,
+    and the outputs' bytes travel back in the result. With `expected` (the client's toolchain), a worker
+    with another toolchain, or one that cannot start a tool, leaves the cluster and the step runs elsewhere:
+    the host's fault is never charged to a sketch."""
+    if expected is not None:
+        unfit = fitness.mismatch(expected)
+        if unfit:
+            fitness.leave(unfit)
+    cancelled = _event_poller(cancel_event)
+    blocked = next((d for d in deps if not d.ok), None)
+    if blocked is not None:
+        why = blocked.blocked_by or blocked.owner
+        return StepResult(step=step.key, owner=step.owner, ok=False, blocked_by=why,
+                          records=tuple(_record(a, ActionStatus.SKIPPED) for a in step.actions))
+    actions = step.actions
+    base = ""
+    if mirror is not None:
+        base = mirror.base()
+        files, digests = sources or ({}, {})
+        transfer.materialize(files, base, digests)
+        for dep in deps:
+            transfer.materialize(dep.files, base, {a.path: a.sha256 for a in dep.artifacts})
+        actions = tuple(mirror.localize(a, base) for a in actions)
+    records: list[ActionRecord] = []
+    for action in actions:
+        if records and records[-1].status not in OK_STATUSES:
+            records.append(_record(action, ActionStatus.SKIPPED))
+            continue
+        if cancelled():
+            records.append(_record(action, ActionStatus.CANCELLED))
+            continue
+        try:
+            records.append(run_action(action, _open(cache) if cache and action.kind in CACHED_KINDS else None,
+                                      cancelled, commands))
+        except CannotStart as exc:
+            if expected is not None:
+                fitness.leave(str(exc))
+            records.append(_record(action, ActionStatus.FAILED, returncode=127, output=f"{exc}\n"))
+    ok = all(r.status in OK_STATUSES for r in records)
+    if mirror is None:  # a local build: consumers read the outputs where they are
+        # The stage-1 cache stores a unit's files only as they were when its tools exited (see Cache.put).
+        produced = [p for a in actions for p in a.outputs if ok and a.resource == FRAMEWORK and os.path.isfile(p)]
+        return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records),
+                          artifacts=tuple(Artifact(path=p, sha256=fileio.digest(p)) for p in produced))
+    # Depfiles travel back too: the client's stage-1 cache keys a unit on what its compiles read.
+    outputs = [p for a in actions for p in (*a.outputs, a.stdout_path, signature.depfile(a))
+               if p and ok and os.path.isfile(p)]
+    artifacts = tuple(Artifact(path=p[len(base):], sha256=fileio.digest(p)) for p in outputs)
+    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts,
+                      files=transfer.collect(outputs, base))
+
+
+def up_to_date(step: Step) -> bool:
+    return all(signature.up_to_date(action, action.command_line) for action in step.actions)
+
+
+def run_action(action: Action, store: Optional[Cache] = None,
+               cancelled: Callable[[], bool] = lambda: False, commands: CommandRunner = spawn) -> ActionRecord:
+    command = action.command_line
+    start = time.time()
+    if signature.up_to_date(action, command):
+        return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0, output=_stdout(action))
+    signature.forget(action)
+    outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
+    for path in (*outputs, signature.depfile(action)):  # a depfile left by an earlier run never passes for this one's
+        if path:
+            _remove(path)
+    for folder in {os.path.dirname(p) for p in outputs}:
+        os.makedirs(folder, exist_ok=True)
+    key = signature.content_key(action, command) if store is not None and action.cwd else None
+    if key and store.get(ACTIONS, key, action.cwd):
+        signature.record(action, command)
+        return _record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0, output=_stdout(action))
+    if action.preprocessing:
+        returncode, output = _preprocess(action.preprocessing)
+    else:
+        returncode, output = commands(action, cancelled)
+    status = ActionStatus.OK if returncode == 0 else ActionStatus.CANCELLED if returncode is None else ActionStatus.FAILED
+    if status == ActionStatus.OK:
+        if action.stdout_path:
+            write_atomic(action.stdout_path, output)
+        signature.record(action, command)
+        if key:
+            store.put(ACTIONS, key, {os.path.relpath(p, action.cwd): p for p in outputs})
+    return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
+
+
+@functools.lru_cache(maxsize=None)
+def _open(spec: CacheSpec) -> Cache:
+    """One Cache per worker process and spec; its layers are folders (Cache.spec: the client unpacked the bundles)."""
+    return spec.open()
+
+
+def _stdout(action: Action) -> str:
+    return _read(action.stdout_path) if action.stdout_path else ""
+
+
+def _preprocess(job: Preprocessing) -> tuple[int, str]:
+    # In-process: a Python start-up per sketch would cost more than the preprocessing itself. Imported
+    # here, not at the top, to keep the C++ parser off the client's start-up path.
+    from fbuild_graph.arduino.preprocess import preprocess
+
+    try:
+        preprocess(job.main, job.dest)
+        return 0, ""
+    except (OSError, UnicodeError, ValueError) as exc:
+        return 1, f"preprocessing {job.main} failed: {exc}\n"
+
+
+def _event_poller(name: Optional[str]) -> Callable[[], bool]:
+    if name is None:
+        return lambda: False
+    from distributed import Event
+
+    event = Event(name)
+    return event.is_set
+
+
+def kill_running() -> int:
+    """Kill every tool this process started and is still waiting for (their whole process groups)."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        _kill(proc)
+    return len(procs)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _record(action: Action, status: str, *, start: float = 0.0, stop: float = 0.0,
+            returncode: Optional[int] = None, output: str = "") -> ActionRecord:
+    return ActionRecord(key=action.key, kind=action.kind, owner=action.owner, resource=action.resource, status=status,
+                        worker=_worker_name(), start=start, stop=stop, returncode=returncode,
+                        command=action.command_line, output=output)
+
+
+def _worker_name() -> str:
+    # Only a task on a Dask worker has a worker name; importing distributed to find out would cost an
+    # up-to-date build run inline most of its time.
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return "local"
+    try:
+        return str(distributed.get_worker().name)
+    except ValueError:
+        return "local"
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+

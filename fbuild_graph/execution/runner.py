@@ -1,0 +1,234 @@
+"""The only module that speaks Dask: start or join a cluster, submit steps as tasks, stream results.
+
+Each step becomes one task carrying a resource annotation (`framework=1` or `sketch=1`); workers offer
+those resources, so the limits hold on any cluster. The default local cluster runs in this process with
+one worker per resource class. One worker per class is deliberate: a Dask worker only tries its
+top-priority resource-constrained task (distributed#6136), so a worker offering both classes can leave
+a sketch slot idle behind a queued framework task. With one class per worker nothing can queue behind a
+task of the other class. (LocalCluster gives every worker the same resources, hence its base class,
+SpecCluster, with two worker specs.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Callable, Optional, Sequence
+
+from fbuild_graph.execution import availability
+from fbuild_graph.execution import supersede
+from fbuild_graph.caches.cache import CacheSpec
+from fbuild_graph.errors import FbuildError
+from fbuild_graph.execution.execute import CommandRunner, kill_running, run_step
+from fbuild_graph.execution.fitness import Expectation
+from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, StepResult
+from fbuild_graph.planning.plan import Step
+from fbuild_graph.execution.transfer import Shipment
+
+# For the in-process cluster only. Each costs CPU that the compilers on the same cores want and buys nothing
+# here: work stealing (one worker per class: nothing to steal), the statistical profiler (samples every
+# thread's stack every 10 ms), psutil polling, a 20 ms event-loop health tick.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.scheduler.work-stealing": False,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "60s",
+    "distributed.admin.tick.interval": "1s",
+}
+
+
+@contextlib.contextmanager
+def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = None):
+    """A connected distributed Client: to `scheduler` if given, else to a fresh in-process cluster."""
+    import dask
+    from distributed import Client, Scheduler, SpecCluster, Worker
+
+    # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    # A task that raises becomes its sketch's or unit's error line (collect.py); the worker's own report of
+    # it is that line again, with a traceback.
+    logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+    if scheduler:
+        check_address(scheduler, "--scheduler")
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise FbuildError(f"cannot reach Dask scheduler {scheduler}: {exc}; start it or fix --scheduler") from None
+        try:
+            _check_resources(client, scheduler)
+            yield client
+        finally:
+            client.close()
+        return
+    dask.config.set(LOCAL_CLUSTER_CONFIG)
+    # The in-process transport: messages between client, scheduler and workers are not serialized.
+    workers = {
+        name: {"cls": Worker, "options": {"nthreads": jobs, "resources": {name: jobs}, "name": name,
+                                          "protocol": "inproc"}}
+        for name, jobs in ((FRAMEWORK, framework_jobs), (SKETCH, sketch_jobs))
+    }
+    spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0",
+                                                                 "protocol": "inproc"}},
+                       workers=workers, asynchronous=False, name="fbuild-graph")
+    client = Client(spec)
+    try:
+        yield client
+    finally:
+        kill_running()
+        client.close()
+        spec.close()
+
+
+def check_address(address: str, option: str) -> None:
+    """A scheduler address distributed can dial (SCHEME://HOST:PORT, or HOST:PORT for tcp), checked before
+    anything connects: distributed itself raises a bare ValueError from deep inside."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        get_backend(parse_address(address)[0])
+        get_address_host_port(address)
+    except ValueError as exc:
+        raise FbuildError(f"{option} {address!r} is not a scheduler address ({exc}); give one like "
+                          "tcp://HOST:8786") from None
+
+
+def slots(client) -> dict[str, int]:
+    """Resource class -> how many of its actions the cluster's workers run at once."""
+    total = {FRAMEWORK: 0, SKETCH: 0}
+    for worker in client.scheduler_info()["workers"].values():
+        for name, amount in (worker.get("resources") or {}).items():
+            if name in total:
+                total[name] += int(amount)
+    return total
+
+
+def _check_resources(client, scheduler: str) -> None:
+    offered = availability.offered(client)
+    missing = [name for name in (FRAMEWORK, SKETCH) if name not in offered]
+    if missing:
+        raise FbuildError(
+            f"no worker of {scheduler} offers the {' and '.join(missing)} resource; start one worker per class: "
+            f"`dask worker {scheduler} --nthreads 2 --resources framework=2` and the same with sketch=2"
+        )
+
+
+class ClusterFault(FbuildError):
+    """The cluster can no longer run the remaining work (its scheduler was lost, or no worker offers a
+    resource that work needs). What finished stands; the rest was not built, through no fault of its own."""
+
+
+# The reason distributed gives the futures it cancels when the client's connection to the scheduler closes.
+SCHEDULER_LOST = "scheduler-connection-lost"
+
+
+def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
+        group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None,
+        expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None) -> None:
+    """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
+    to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
+    `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
+    `claim`), a newer run's claim stops this one: Superseded is raised once its tasks are cancelled. A
+    `shipment` (workers that share no disk with us) is scattered once and every task mirrors it. With
+    `expected` (the client's toolchain), a worker whose toolchain differs or does not work leaves the
+    cluster and its tasks run elsewhere (see fitness.py). ClusterFault is raised when the scheduler is lost,
+    or when no worker has offered a resource that unfinished steps need for the grace period. `commands`
+    replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn)."""
+    from distributed import as_completed
+
+    run_id = supersede.new_run_id()
+    stopped = threading.Event()
+    waiting: dict[str, object] = {}
+
+    def stop_waiting() -> None:
+        # Cancelled futures complete at once, which wakes the loop below to notice it was stopped.
+        stopped.set()
+        if "done" in waiting:
+            client.cancel(list(waiting["done"].futures))
+
+    grace = availability.grace_seconds()
+    watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
+    remote = {}
+    if shipment is not None:
+        # One object, scattered once: each worker fetches it the first time one of its tasks needs it.
+        remote = {"mirror": shipment.mirror,
+                  "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False)[0]}
+    if expected is not None:
+        remote["expected"] = client.scatter([expected], hash=False)[0]
+    if commands is not None:
+        remote["commands"] = commands
+    futures = {}
+    for step in steps:
+        deps = [futures[d] for d in step.deps]
+        futures[step.key] = client.submit(
+            run_step, step, *deps, cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None,
+            key=f"{step.key}#{run_id}", resources={step.resource: 1}, priority=step.priority, pure=False, **remote,
+        )
+    owners = {future.key: step.owner for step, future in zip(steps, futures.values())}
+    # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
+    unfinished = {future.key: step.resource for step, future in zip(steps, futures.values())}
+    unfinished_lock = threading.Lock()
+
+    def needed() -> set[str]:
+        with unfinished_lock:
+            return set(unfinished.values())
+
+    done = waiting["done"] = as_completed(list(futures.values()))
+    watchdog = availability.Watchdog(client, needed, stop_waiting, grace)
+    if stopped.is_set():
+        stop_waiting()
+    # Drop our references as results arrive, so finished results do not pile up in memory.
+    futures.clear()
+    lost = False
+    try:
+        for future in done:
+            if stopped.is_set():
+                break
+            result = _result(future, owners.pop(future.key))
+            if result is None:
+                lost = True
+                # Its attempts to reconnect would each log a traceback; the one line below says it all.
+                for name in ("distributed", "distributed.client"):  # distributed sets the second's level itself
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
+                break
+            with unfinished_lock:
+                del unfinished[future.key]
+            future.release()
+            if not on_result(result):
+                break
+    finally:
+        watchdog.stop()
+        if watcher:
+            watcher.stop()
+        pending = list(done.futures)
+        if pending and not lost:  # with the scheduler gone there is nobody to tell
+            client.cancel(pending)
+            kill_running()
+    if lost:
+        raise ClusterFault(f"lost the scheduler at {client.scheduler.address}; what finished is kept, the rest "
+                           "is not built: restart the scheduler and its workers, then build again")
+    if watcher and watcher.superseded_by:
+        raise watcher.error()
+    if watchdog.error:
+        raise ClusterFault(watchdog.error)
+
+
+def _result(future, owner: str) -> Optional[StepResult]:
+    """The step's result, or None when the scheduler was lost (the client then cancels every future)."""
+    from distributed.client import FutureCancelledError
+
+    try:
+        return future.result()
+    except FutureCancelledError as exc:
+        if exc.reason == SCHEDULER_LOST:
+            return None
+        return _failed(future, owner, exc)
+    except Exception as exc:  # a worker lost for good, or a bug in a task: the step failed, the build goes on
+        return _failed(future, owner, exc)
+
+
+def _failed(future, owner: str, exc: Exception) -> StepResult:
+    key = str(future.key).rsplit("#", 1)[0]
+    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status=ActionStatus.FAILED,
+                          output=f"task {key} raised {type(exc).__name__}: {exc}\n")
+    return StepResult(step=key, owner=owner, ok=False, records=(record,))

@@ -1,0 +1,108 @@
+"""Files out: results.json (cattrs), phases.tsv, tasks.tsv, per-sketch build.log and result.json.
+
+Every file is written to a temporary name and renamed into place, so an interrupted build never leaves a
+half-written file that a reader would trust. TSV column names are stable: notebooks and benchmarks read
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Mapping, Sequence
+
+import cattrs
+
+from fbuild_graph.fileio import write_atomic
+from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Phase, SketchResult
+
+PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
+TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status", "after")
+
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(Phase, lambda p: {
+    "name": p.name, "start": round(p.start, 4), "stop": round(p.stop, 4), "seconds": round(p.seconds, 4),
+    "cache_key": p.cache_key, "cache": p.cache})
+
+
+def to_json(value) -> str:
+    return json.dumps(_converter.unstructure(value), indent=2, sort_keys=True) + "\n"
+
+
+def load_report(path: str) -> BuildReport:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    for phase in data["phases"]:
+        phase.pop("seconds")
+    return _converter.structure(data, BuildReport)
+
+
+def write_report(out: str, report: BuildReport) -> None:
+    write_atomic(os.path.join(out, "results.json"), to_json(report))
+
+
+def write_sketch(sketch_dir: str, result: SketchResult) -> None:
+    write_atomic(os.path.join(sketch_dir, "result.json"), to_json(result))
+
+
+def tsv(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["\t".join(columns)]
+    for row in rows:
+        lines.append("\t".join(_cell(v) for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value).replace("\t", " ").replace("\n", " ")
+
+
+def write_phases(out: str, phases: Sequence[Phase]) -> None:
+    rows = [(p.name, p.start, p.stop, p.seconds, p.cache_key, p.cache) for p in phases]
+    write_atomic(os.path.join(out, "phases.tsv"), tsv(PHASE_COLUMNS, rows))
+
+
+def write_tasks(out: str, records: Iterable[ActionRecord], t0: float, after: Mapping[str, Sequence[str]]) -> None:
+    """One row per action that ran or was skipped; times in seconds since the build started. `after`: the
+    keys of the actions each one waited for (see plan.waits_for), separated by `|`, which no portable file
+    name (and so no action key) holds."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r.start or float("inf"), r.key)):
+        ran = r.start > 0
+        rows.append((r.key, r.kind, _sketch_of(r.owner), r.resource, r.worker if ran else "",
+                     r.start - t0 if ran else None, r.stop - t0 if ran else None,
+                     r.stop - r.start if ran else None, r.status, "|".join(after.get(r.key, ()))))
+    write_atomic(os.path.join(out, "tasks.tsv"), tsv(TASK_COLUMNS, rows))
+
+
+def _sketch_of(owner: str) -> str:
+    return owner.split(":", 1)[1] if owner.startswith("sketch:") else ""
+
+
+def format_log(records: Iterable[ActionRecord], header: str = "") -> str:
+    parts = [header] if header else []
+    for r in records:
+        if r.status in (ActionStatus.SKIPPED, ActionStatus.UP_TO_DATE, ActionStatus.CACHED):
+            parts.append(f"# {r.status}: {r.key}\n")
+            continue
+        parts.append(f"$ {r.command}\n{r.output}")
+        if r.status != ActionStatus.OK:
+            parts.append(f"# {r.key} {r.status} (exit code {r.returncode})\n")
+    return "".join(parts)
+
+
+def format_table(results: Sequence[SketchResult]) -> str:
+    rows = [("STATUS", "SECONDS", "FLASH", "RAM", "SKETCH", "DETAIL")]
+    for r in results:
+        rows.append((r.status, f"{r.seconds:.2f}", _use(r.flash, r.flash_max), _use(r.ram, r.ram_max), r.id,
+                     r.error or os.path.join(r.out_dir, "firmware.hex")))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(widths[i]) if i < 5 else cell for i, cell in enumerate(row)).rstrip()
+                     for row in rows) + "\n"
+
+
+def _use(used, maximum) -> str:
+    if used is None:
+        return "-"
+    return f"{used}/{maximum}" if maximum else str(used)

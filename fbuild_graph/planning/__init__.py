@@ -1,0 +1,1 @@
+"""Planning: the action DAG, the steps Dask schedules, where every file goes, the ninja export. Pure."""
