@@ -200,3 +200,14 @@ def test_functions_inside_a_conditional_get_prototypes_in_their_branch(tmp_path)
     sketch = _sketch(tmp_path, "Wrapped", WRAPPED)
     built = _build(tmp_path, sketch)
     assert (built / "firmware.hex").read_bytes() == _ide_hex(tmp_path, sketch)
+
+
+@needs_reference
+def test_the_merged_sketch_links_in_its_place_among_the_sketch_sources(tmp_path):
+    # Both files have a static constructor: the link order decides which runs first, and so the bytes.
+    sketch = _sketch(tmp_path, "Order", b"struct Late { Late() { pinMode(4, OUTPUT); } } late;\n"
+                                        b"void helper();\nvoid setup() { helper(); }\nvoid loop() {}\n")
+    (sketch / "Aux.cpp").write_bytes(b"#include <Arduino.h>\nstruct Early { Early() { pinMode(3, OUTPUT); } } early;\n"
+                                     b"void helper() { digitalWrite(3, HIGH); }\n")
+    built = _build(tmp_path, sketch)
+    assert (built / "firmware.hex").read_bytes() == _ide_hex(tmp_path, sketch)

@@ -180,7 +180,9 @@ def sketch_actions(
                           outputs=(merged, *copies)))
     ready = chain("sketch.prebuild", (merged, *copies), compile_step)
     objects = []
-    for src in [merged, *compile_order(c for c in copies if c.endswith(SOURCE_EXTENSIONS))]:
+    # The merged .ino.cpp is one of the sketch folder's .cpp files to arduino-builder: its object takes its
+    # place in their order on the link line, which decides the firmware's bytes.
+    for src in compile_order([merged, *(c for c in copies if c.endswith(SOURCE_EXTENSIONS))]):
         obj = src + ".o"
         objects.append(obj)
         rel = os.path.relpath(src, dest)
