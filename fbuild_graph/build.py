@@ -44,7 +44,8 @@ from fbuild_graph.outputs.collect import Collector
 from fbuild_graph.errors import FbuildError
 from fbuild_graph.exitcodes import ExitCode
 from fbuild_graph.planning.layout import Layout
-from fbuild_graph.caches.cache import DEFAULT_MAX_BUNDLE_BYTES, Cache, CacheSpec
+from fbuild_graph.caches.bundles import DEFAULT_MAX_BUNDLE_BYTES
+from fbuild_graph.caches.cache import Cache, CacheSpec
 from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Phase, SketchStatus
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order

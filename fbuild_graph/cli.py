@@ -305,6 +305,7 @@ def _boards(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
+    from fbuild_graph.caches import bundles
     from fbuild_graph.caches import cache
     from fbuild_graph.caches import trust
 
@@ -320,7 +321,7 @@ def _cache(args: argparse.Namespace) -> int:
                                           out=os.path.join(tmp, "out")), progress=_note)
             if code != 0:
                 raise FbuildError("bake: some sketches failed to build; fix them or leave them out of the bundle")
-            cache.bake(args.output, [os.path.join(tmp, "cache")])
+            bundles.bake(args.output, [os.path.join(tmp, "cache")])
         if key:
             _note(f"wrote {args.output} and {trust.sign(args.output, key)}")
         else:

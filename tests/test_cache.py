@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fbuild_graph.caches.cache import Cache, bake, parse_size
+from fbuild_graph.caches.bundles import bake
+from fbuild_graph.caches.cache import Cache, parse_size
 from fbuild_graph.errors import FbuildError
 
 KEY = "0123abcd"

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import PLATFORM, needs_toolchain, read_tsv, run_cli
-from fbuild_graph.caches.cache import Cache, bake
+from fbuild_graph.caches.bundles import bake
+from fbuild_graph.caches.cache import Cache
 from fbuild_graph.errors import FbuildError
 
 needs_zstd = pytest.mark.skipif(not shutil.which("zstd"), reason="bundles need the zstd command")

@@ -4,7 +4,7 @@ Under the unit's base key (see fingerprint.py) the READS namespace holds a read 
 files the unit's compiles read. Hashing the base key with the current digest of each of those files gives
 the key of the STAGE1 entry to look for, and of the next read set: a build whose compiles read files the
 first set does not list (an edited header now includes another) stores its own set there, so the chain
-grows only when what is read changes, not when content does. Entries are immutable (cache.py), which is
+grows only when what is read changes, not when content does. Entries are immutable (entries.py), which is
 why a changed set is chained rather than replaced.
 
 Why it is sound: an entry is stored under a read set that lists every file the build read (a superset
