@@ -62,7 +62,7 @@ class Prober:
         self.scan = scan
         self.cache = cache
         self.cwd = cwd  # an empty folder: gcc searches the working folder for a stdin file's quote includes
-        self._listings: dict[str, tuple[str, ...]] = {}
+        self._listings: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def first_missing(self, source: Source, include_dirs: Sequence[str]) -> Optional[str]:
@@ -84,16 +84,18 @@ class Prober:
         h.update(hashlib.sha256(source.text).hexdigest().encode() if source.text is not None
                  else fileio.digest(source.path).encode())
         for folder in (source.quote_dir, *include_dirs):
-            h.update(f"\0{folder}\0{json.dumps(self._listing(folder))}".encode())
+            h.update(f"\0{folder}\0{self._listing(folder)}".encode())
         return h.hexdigest()
 
-    def _listing(self, folder: str) -> tuple[str, ...]:
+    def _listing(self, folder: str) -> str:
+        """A digest of the headers a folder holds, walked once per build."""
         with self._lock:
             known = self._listings.get(folder)
         if known is None:
-            known = tuple(sorted(os.path.relpath(os.path.join(here, name), folder)
-                                 for here, dirs, names in fileio.walk(folder)
-                                 for name in names if name.endswith(HEADER_EXTENSIONS)))
+            names = sorted(os.path.relpath(os.path.join(here, name), folder)
+                           for here, dirs, names in fileio.walk(folder) for name in names
+                           if name.endswith(HEADER_EXTENSIONS))
+            known = hashlib.sha256(json.dumps(names).encode()).hexdigest()
             with self._lock:
                 self._listings[folder] = known
         return known
@@ -105,13 +107,7 @@ class Prober:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise FbuildError(f"cannot run the preprocessor for {source.path}: {exc}") from None
         missing, read = parse(proc.stderr.decode("utf-8", "surrogateescape"))
-        digests = []
-        for path in read:
-            try:
-                digests.append((path, fileio.digest(path)))
-            except OSError:
-                digests.append((path, "missing"))
-        return Answer(missing=missing, read=tuple(digests))
+        return Answer(missing=missing, read=tuple((path, _digest_or_missing(path)) for path in read))
 
 
 class AnswerCache:
@@ -125,6 +121,7 @@ class AnswerCache:
         self.reused = 0
         self._known: dict[str, Answer] = {}
         self._used: dict[str, Answer] = {}
+        self._digests: dict[str, str] = {}
         self._lock = threading.Lock()
         if path:
             try:
@@ -139,12 +136,23 @@ class AnswerCache:
     def get(self, key: str) -> Optional[Answer]:
         with self._lock:
             answer = self._known.get(key)
-        if answer is None or not all(_same(path, digest) for path, digest in answer.read):
+        if answer is None or not all(self._current(path) == digest for path, digest in answer.read):
             return None
         with self._lock:
             self._used[key] = answer
             self.reused += 1
         return answer
+
+    def _current(self, path: str) -> str:
+        """A header's digest now, looked up once per build: the hundreds of answers that read FastLED.h
+        would otherwise each stat every header it includes."""
+        with self._lock:
+            known = self._digests.get(path)
+        if known is None:
+            known = _digest_or_missing(path)
+            with self._lock:
+                self._digests[path] = known
+        return known
 
     def put(self, key: str, answer: Answer) -> None:
         with self._lock:
@@ -158,8 +166,8 @@ class AnswerCache:
         fileio.write_atomic(self.path, json.dumps({"format": CACHE_FORMAT, "answers": answers}, indent=0))
 
 
-def _same(path: str, digest: str) -> bool:
+def _digest_or_missing(path: str) -> str:
     try:
-        return fileio.digest(path) == digest
+        return fileio.digest(path)
     except OSError:
-        return digest == "missing"
+        return "missing"

@@ -30,6 +30,7 @@ class IncludeScan:
         self.provided = provided
         self._directives: dict[str, tuple[tuple[str, str], ...]] = {}
         self._files: dict[str, bool] = {}
+        self._reaches: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     def directives(self, path: str) -> tuple[tuple[str, str], ...]:
         if path not in self._directives:
@@ -52,15 +53,40 @@ class IncludeScan:
     def may_reach_library(self, roots: Sequence[tuple[str, str]], quote_dir: str, include_dirs: Sequence[str]) -> bool:
         """Whether preprocessing a file whose include lines are `roots` (its quote includes searching
         `quote_dir` first) could stop at a missing header that some library provides."""
-        seen: set[str] = set()
-        pending = [(quote_dir, form, header) for form, header in roots]
+        dirs = tuple(include_dirs)
+        for form, header in roots:
+            if form == "?":
+                return True
+            found = self._resolve(header, [quote_dir, *dirs] if form == '"' else dirs)
+            if found is None:
+                if self._missing_provided(header):
+                    return True
+            elif self._header_reaches(found, dirs):
+                return True
+        return False
+
+    def _missing_provided(self, header: str) -> bool:
+        """A header missing from the include path that some library provides (and no system folder has)."""
+        return header in self.provided and self._resolve(header, self.system_dirs) is None
+
+    def _header_reaches(self, path: str, include_dirs: tuple[str, ...]) -> bool:
+        """`may_reach_library` for what a header includes, once per header and include path: a hundred
+        sketches that include FastLED.h walk its four hundred headers once."""
+        key = (path, include_dirs)
+        if key not in self._reaches:
+            self._reaches[key] = self._walk(path, include_dirs)
+        return self._reaches[key]
+
+    def _walk(self, start: str, include_dirs: tuple[str, ...]) -> bool:
+        seen = {start}
+        pending = [(os.path.dirname(start), f, h) for f, h in self.directives(start)]
         while pending:
             here, form, header = pending.pop()
             if form == "?":
                 return True
             found = self._resolve(header, [here, *include_dirs] if form == '"' else include_dirs)
             if found is None:
-                if header in self.provided and self._resolve(header, self.system_dirs) is None:
+                if self._missing_provided(header):
                     return True
                 continue  # a system header, or one that nobody provides: the compile names it
             if found not in seen:
