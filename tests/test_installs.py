@@ -118,7 +118,7 @@ VENDOR_PLATFORM = """name=VendorX AVR
 version=1.0.0
 recipe.hooks.sketch.prebuild.1.pattern=bash -c "echo '#define GENERATED 42' > '{build.path}/sketch/generated.h'"
 recipe.hooks.linking.postlink.1.pattern=bash -c "echo postlink > '{build.path}/postlink.txt'"
-recipe.hooks.postbuild.1.pattern=bash -c "echo '{sketch_path}' > '{build.path}/sketch_path.txt'"
+recipe.hooks.postbuild.1.pattern=bash -c "echo '{sketch_path}' '{build.source.path}' > '{build.path}/sketch_path.txt'"
 recipe.hooks.savehex.presavehex.1.pattern=false
 recipe.objcopy.progmem.pattern="{compiler.path}{compiler.objcopy.cmd}" -O binary -j .text "{build.path}/{build.project_name}.elf" "{build.path}/{build.project_name}.progmem.bin"
 """
@@ -150,7 +150,7 @@ def test_a_platform_using_anothers_core_runs_its_hooks_and_objcopy_recipes(tmp_p
         build = out / "sketches" / name / "build"
         assert (build / "firmware.progmem.bin").stat().st_size > 0
         assert (build / "postlink.txt").read_text() == "postlink\n"
-        assert (build / "sketch_path.txt").read_text() == f"{_example(name)}\n"
+        assert (build / "sketch_path.txt").read_text() == f"{_example(name)} {_example(name)}\n"
     proc = run_cli("compile-many", "--board", "vendorx:avr:pro", "-o", str(tmp_path / "gen-out"), str(generated))
     assert proc.returncode == 2  # without the sketchbook there is no vendorx platform
     os.environ["ARDUINO_DIRECTORIES_USER"], saved = str(sketchbook), os.environ["ARDUINO_DIRECTORIES_USER"]

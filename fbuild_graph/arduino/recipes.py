@@ -77,10 +77,11 @@ def archive_argv(props: Mapping[str, str], archive: str, objects: Sequence[str])
 
 
 def _output_keys(build_path: str, sketch_path: str = "") -> dict[str, str]:
-    """The keys of a recipe that writes into a build folder; `sketch_path`, the sketch's own folder, which
-    arduino-cli sets for every recipe, exists only for a sketch's recipes here (stage 1 serves many)."""
+    """The keys of a recipe that writes into a build folder; the sketch's own folder (`sketch_path`,
+    `build.source.path`), which arduino-cli sets for every recipe, exists only for a sketch's recipes here
+    (stage 1 serves many sketches)."""
     keys = {"build.path": build_path, "build.project_name": PROJECT_NAME}
-    return {**keys, "sketch_path": sketch_path} if sketch_path else keys
+    return {**keys, "sketch_path": sketch_path, "build.source.path": sketch_path} if sketch_path else keys
 
 
 def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str], archive: str,
