@@ -58,6 +58,41 @@ class ActionStatus(StrEnum):
 OK_STATUSES = frozenset({ActionStatus.OK, ActionStatus.UP_TO_DATE, ActionStatus.CACHED})
 
 
+class OwnerKind(StrEnum):
+    CORE = "core"
+    LIBRARY = "lib"
+    SKETCH = "sketch"
+
+
+@frozen
+class Owner:
+    """What an action's failure is charged to: the core, one library, or one sketch. Written `core`,
+    `lib:NAME` or `sketch:ID` wherever it is stored (Action.owner, tasks.tsv, the steps' keys), and read back
+    only through `parse`."""
+
+    kind: OwnerKind
+    name: str = ""
+
+    def __str__(self) -> str:
+        return str(self.kind) if self.kind == OwnerKind.CORE else f"{self.kind}:{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Owner":
+        kind, _, name = text.partition(":")
+        return cls(OwnerKind(kind), name)
+
+    @classmethod
+    def library(cls, name: str) -> "Owner":
+        return cls(OwnerKind.LIBRARY, name)
+
+    @classmethod
+    def sketch(cls, sketch_id: str) -> "Owner":
+        return cls(OwnerKind.SKETCH, sketch_id)
+
+
+CORE = str(Owner(OwnerKind.CORE))
+
+
 class SketchStatus(StrEnum):
     """What became of a sketch (SketchResult.status). NOT_BUILT: the cluster could no longer run its work
     (the scheduler was lost, or no worker offers a resource it needs); that says nothing about the sketch."""

@@ -316,3 +316,11 @@ def test_a_mirror_moves_only_the_client_roots(tmp_path):
     moved = Mirror(roots=("/home/ci/out", "/home/ci/libs/A")).localize(action, "/m")
     assert moved.argv == ("/usr/bin/avr-g++", "-I/usr/share/arduino/x", "-I/m/home/ci/libs/A/src", "/m/home/ci/out/a.cpp")
     assert moved.outputs == ("/m/home/ci/out/a.cpp.o",) and moved.cwd == "/m/home/ci/out"
+
+
+def test_an_owner_is_read_back_whatever_its_name_holds():
+    from fbuild_graph.model import Owner, OwnerKind
+
+    owner = Owner.library("Vendor:Lib")  # `name=` is data: a colon in it must not split it
+    assert str(owner) == "lib:Vendor:Lib" and Owner.parse(str(owner)) == owner
+    assert Owner.parse("core").kind == OwnerKind.CORE

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, TextIO
 
-from fbuild_graph.model import SketchResult, SketchStatus
+from fbuild_graph.model import Owner, SketchResult, SketchStatus
 
 
 class Lines:
@@ -20,7 +20,7 @@ class Lines:
         self.stream = stream
 
     def stage1_done(self, owner: str, ok: bool, seconds: float, log: str) -> None:
-        self._line("stage1", "OK" if ok else "FAIL", seconds, owner.replace("lib:", ""), f"log={log}")
+        self._line("stage1", "OK" if ok else "FAIL", seconds, Owner.parse(owner).name or owner, f"log={log}")
 
     def sketch_done(self, result: SketchResult, done: int, total: int) -> None:
         detail = result.error if result.error else f"flash={result.flash}/{result.flash_max}"

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 import cattrs
 
 from fbuild_graph.fileio import write_atomic
-from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Phase, SketchResult
+from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Owner, OwnerKind, Phase, SketchResult
 
 PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
 TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status", "after")
@@ -77,7 +77,8 @@ def write_tasks(out: str, records: Iterable[ActionRecord], t0: float, after: Map
 
 
 def _sketch_of(owner: str) -> str:
-    return owner.split(":", 1)[1] if owner.startswith("sketch:") else ""
+    parsed = Owner.parse(owner) if owner else None
+    return parsed.name if parsed and parsed.kind == OwnerKind.SKETCH else ""
 
 
 def format_log(records: Iterable[ActionRecord], header: str = "") -> str:

@@ -16,11 +16,9 @@ from attrs import evolve, frozen
 from fbuild_graph.arduino import recipes
 from fbuild_graph.arduino.include_probe import missing_header
 from fbuild_graph.planning.layout import Layout
-from fbuild_graph.model import OK_STATUSES, ActionRecord, ActionStatus, Kind, Board, Sketch, SketchStatus, StepResult
+from fbuild_graph.model import (CORE, OK_STATUSES, ActionRecord, ActionStatus, Board, Kind, Owner, Sketch, SketchStatus,
+                                StepResult)
 from fbuild_graph.planning.plan import Step
-
-CORE = "core"
-
 
 @frozen
 class UnitDone:
@@ -56,7 +54,7 @@ class Tally:
     def __init__(self, board: Board, sketches: Sequence[Sketch], steps: Sequence[Step], layout: Layout):
         self.board = board
         self.layout = layout
-        self.sketches = {f"sketch:{s.id}": s for s in sketches}
+        self.sketches = {str(Owner.sketch(s.id)): s for s in sketches}
         self.pending: dict[str, int] = defaultdict(int)
         for step in steps:
             self.pending[step.owner] += 1
@@ -111,7 +109,7 @@ class Tally:
             return error
         if owner in self.blocked_by:
             culprit = self.blocked_by[owner]
-            what = "the core" if culprit == CORE else f"library {culprit.split(':', 1)[1]}"
+            what = "the core" if culprit == CORE else f"library {Owner.parse(culprit).name}"
             return f"{what} failed to compile; see {self.layout.owner_log(culprit)}"
         return None
 

@@ -20,11 +20,10 @@ from fbuild_graph.arduino import recipes
 from fbuild_graph.planning.layout import Layout
 from fbuild_graph.arduino.detection import Discovery
 from fbuild_graph.arduino.libraries import Precompiled
-from fbuild_graph.model import FRAMEWORK, HOOK, SKETCH, Action, Board, Library, Preprocessing, Sketch
+from fbuild_graph.model import CORE, FRAMEWORK, HOOK, SKETCH, Action, Board, Library, Owner, Preprocessing, Sketch
 from fbuild_graph.names import folder_name
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order, merged_name
 
-CORE = "core"
 # Objcopy recipes whose output is a firmware file (published, content-cached); others run as checks.
 OBJCOPY_KINDS = ("eep", "hex")
 
@@ -133,7 +132,7 @@ def library_actions(props: Mapping[str, str], lib: Library, include_dirs: Sequen
     """Its compiles (none when `compile_sources` is false: a precompiled=full library with files for the
     board), then, for `dot_a_linkage`, the archive of their objects that links in their place. `after`:
     files the compiles wait for (the stamps of `recipe.hooks.libraries.prebuild`)."""
-    owner, folder = f"lib:{lib.name}", folder_name(lib.name)
+    owner, folder = str(Owner.library(lib.name)), folder_name(lib.name)
     objects = []
     for src in lib.sources if compile_sources else ():
         rel = os.path.relpath(src, lib.source_dir)
@@ -158,12 +157,12 @@ def sketch_actions(
     postbuild and prelink hooks, link, postlink and preobjcopy hooks, every objcopy recipe, postobjcopy
     and postbuild hooks; the size report. `stage1_done`: the stamps of stage 1's postbuild hooks;
     `precompiled`: the precompiled libraries the sketch uses, in link order, whose flags its link takes."""
-    owner = f"sketch:{sk.id}"
+    owner = str(Owner.sketch(sk.id))
     build = layout.sketch_build_dir(sk.id)
     dest = os.path.join(build, "sketch")
     merged = os.path.join(dest, merged_name(sk.name))
     copies = tuple(os.path.join(dest, rel) for rel in sk.files)
-    compile_step = f"sketch:{sk.id}:compile"
+    compile_step = f"{owner}:compile"
     firmware = firmware_step(owner)
 
     def chain(phase: str, after: Sequence[str], step: str) -> tuple[str, ...]:
@@ -186,7 +185,7 @@ def sketch_actions(
         obj = src + ".o"
         objects.append(obj)
         rel = os.path.relpath(src, dest)
-        step = compile_step if src == merged else f"sketch:{sk.id}:{rel}"
+        step = compile_step if src == merged else f"{owner}:{rel}"
         actions.append(_compile(props, src, obj, include_dirs, key=f"sketch/{sk.id}/{rel}.o", owner=owner,
                                 resource=SKETCH, step=step, after=ready))
     archive = os.path.join(layout.core_dir, "core.a")

@@ -14,6 +14,7 @@ import os
 
 from attrs import frozen
 
+from fbuild_graph.model import Owner, OwnerKind
 from fbuild_graph.names import folder_name
 
 
@@ -47,7 +48,8 @@ class Layout:
 
     def owner_log(self, owner: str) -> str:
         """The log of a stage-1 owner (`core` or `lib:NAME`)."""
-        return self.core_log if owner == "core" else self.library_log(owner.split(":", 1)[1])
+        parsed = Owner.parse(owner)
+        return self.core_log if parsed.kind == OwnerKind.CORE else self.library_log(parsed.name)
 
     def sketch_dir(self, sketch_id: str) -> str:
         return os.path.join(self.out, "sketches", sketch_id)
