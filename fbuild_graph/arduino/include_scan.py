@@ -55,19 +55,22 @@ class IncludeScan:
         `quote_dir` first) could stop at a missing header that some library provides."""
         dirs = tuple(include_dirs)
         for form, header in roots:
-            if form == "?":
-                return True
-            found = self._resolve(header, [quote_dir, *dirs] if form == '"' else dirs)
-            if found is None:
-                if self._missing_provided(header):
-                    return True
-            elif self._header_reaches(found, dirs):
+            reaches, found = self._follow(quote_dir, form, header, dirs)
+            if reaches or (found is not None and self._header_reaches(found, dirs)):
                 return True
         return False
 
-    def _missing_provided(self, header: str) -> bool:
-        """A header missing from the include path that some library provides (and no system folder has)."""
-        return header in self.provided and self._resolve(header, self.system_dirs) is None
+    def _follow(self, here: str, form: str, header: str, include_dirs: tuple[str, ...]) -> tuple[bool, str | None]:
+        """One include line of a file in `here`: whether it may reach a library by itself (it cannot be
+        followed, or it names a header missing from the path that a library provides, and no system folder
+        has), and the file it includes, if found on the path."""
+        if form == "?":
+            return True, None
+        found = self._resolve(header, [here, *include_dirs] if form == '"' else include_dirs)
+        if found is None:
+            # A system header, or one that nobody provides, is no library's: the compile names it if missing.
+            return header in self.provided and self._resolve(header, self.system_dirs) is None, None
+        return False, found
 
     def _header_reaches(self, path: str, include_dirs: tuple[str, ...]) -> bool:
         """`may_reach_library` for what a header includes, once per header and include path: a hundred
@@ -81,15 +84,10 @@ class IncludeScan:
         seen = {start}
         pending = [(os.path.dirname(start), f, h) for f, h in self.directives(start)]
         while pending:
-            here, form, header = pending.pop()
-            if form == "?":
+            reaches, found = self._follow(*pending.pop(), include_dirs)
+            if reaches:
                 return True
-            found = self._resolve(header, [here, *include_dirs] if form == '"' else include_dirs)
-            if found is None:
-                if self._missing_provided(header):
-                    return True
-                continue  # a system header, or one that nobody provides: the compile names it
-            if found not in seen:
+            if found is not None and found not in seen:
                 seen.add(found)
                 pending.extend((os.path.dirname(found), f, h) for f, h in self.directives(found))
         return False
