@@ -29,14 +29,6 @@ def to_json(value) -> str:
     return json.dumps(_converter.unstructure(value), indent=2, sort_keys=True) + "\n"
 
 
-def load_report(path: str) -> BuildReport:
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    for phase in data["phases"]:
-        phase.pop("seconds")
-    return _converter.structure(data, BuildReport)
-
-
 def write_report(out: str, report: BuildReport) -> None:
     write_atomic(os.path.join(out, "results.json"), to_json(report))
 
