@@ -103,7 +103,7 @@ def version_key(version: str) -> tuple:
 
 
 def platforms(dirs: Directories) -> dict[tuple[str, str], list[Platform]]:
-    """Every installed platform by (vendor, arch), the one a build uses first (see `choose`)."""
+    """Every installed platform by (vendor, arch), the one a build takes first."""
     found: dict[tuple[str, str], list[Platform]] = {}
     for folder in dirs.hardware:
         for p in _legacy(folder, Origin.HARDWARE_OPTION):
@@ -146,11 +146,14 @@ def _legacy(folder: str, origin: Origin) -> Iterable[Platform]:
 
 def _managed(data: str) -> Iterable[Platform]:
     """`DATA/packages/VENDOR/hardware/ARCH/VERSION/boards.txt`, with the tools each requires."""
-    index = _index_dependencies(data)
+    index = None  # the package indexes run to megabytes: read only for a release without installed.json
     for boards_txt in sorted(Path(data, "packages").glob("*/hardware/*/*/boards.txt")):
         release = boards_txt.parent
         vendor, arch, version = release.parent.parent.parent.name, release.parent.name, release.name
-        tools = _installed_dependencies(release) or index.get((vendor, arch, version), ())
+        tools = _installed_dependencies(release)
+        if not tools:
+            index = _index_dependencies(data) if index is None else index
+            tools = index.get((vendor, arch, version), ())
         yield Platform(vendor=vendor, arch=arch, path=str(release), origin=Origin.BOARDS_MANAGER, version=version,
                        tools=tools)
 
