@@ -157,91 +157,90 @@ class Prepared:
     notes: tuple[str, ...]
 
 
+@frozen
+class Batch:
+    """What every board of a run shares: the sketches with their marker files, the exclusions, the library
+    folders and the tools' identities."""
+
+    sketches: tuple[sketches.Sketch, ...]
+    markers: Mapping[str, Mapping[str, set[str]]]
+    exclusions: tuple[targets.Exclusion, ...]
+    library_dirs: tuple[str, ...]
+    tool: tools.Tools
+
+
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
             clock: Optional[PhaseClock] = None) -> Prepared:
     """Everything before the first tool runs, as the phases `discover` (board, toolchain; the sketches with
-    the first board), `libraries` (detection), one of each per board, and `plan` (the DAG and stage-1 keys),
-    each recorded on `clock`. Raises FbuildError for bad input. `compiler_cache` gives the compile launcher
-    for a base folder (every path under it is made relative; None: no such folder short of `/`, so paths stay
-    absolute and only builds in the same place share entries)."""
+    the first board), `libraries` (detection and skips), one of each per board, and `plan` (the DAG and
+    stage-1 keys), each recorded on `clock`. Raises FbuildError for bad input. `compiler_cache` gives the
+    compile launcher for a base folder (every path under it is made relative; None: no such folder short of
+    `/`, so paths stay absolute and only builds in the same place share entries)."""
     clock = clock or PhaseClock(time.time())
-    notes: list[str] = []
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
-    exclusions = [targets.Exclusion.parse(text) for text in config.excludes]
+    exclusions = tuple(targets.Exclusion.parse(text) for text in config.excludes)
     start = time.time()
     found, skipped = sketches.search(config.sketches)
-    resolved, spans = [], []
+    resolved, spans, notes = [], [], []
     for name in config.boards:
-        resolved.append(_resolve_board(name, dirs, config.build_properties, notes))
+        board, said = _resolve_board(name, dirs, config.build_properties)
+        resolved.append(board)
+        notes += said
         spans.append((start, time.time()))
         start = time.time()
     ids = targets.board_ids(resolved)
     several = len(resolved) > 1
     top = os.path.abspath(config.out or os.path.join(".fbuild-graph", "+".join(ids)))
     # The sketchbook's libraries come after the ones named, as arduino-cli ranks them below --library.
-    library_dirs = [*map(os.path.abspath, config.library_dirs),
-                    *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else [])]
-    tool = tools.Tools()
-    marked = {sk.id: targets.markers(sk.path) for sk in found}
+    library_dirs = (*map(os.path.abspath, config.library_dirs),
+                    *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else []))
+    batch = Batch(sketches=tuple(found), markers={sk.id: targets.markers(sk.path) for sk in found},
+                  exclusions=exclusions, library_dirs=library_dirs, tool=tools.Tools())
     built, all_targets = [], []
     for board, board_id, span in zip(resolved, ids, spans):
         clock.record("discover", *span, board=board_id)
-        namespace = board_id if several else ""
         layout = Layout(os.path.join(top, board_id) if several else top)
         with clock.phase("libraries", board=board_id):
-            reasons = {sk.id: targets.marker_reason(marked[sk.id], board_id)
-                       or targets.exclusion_reason(exclusions, board_id, sk) for sk in found}
-            answers = include_probe.AnswerCache(layout.includes_cache)
-            offered = libraries.index(library_dirs, board.platform_path, board.properties["build.core.platform.path"])
-            discovery = detect_libraries(board, [sk for sk in found if not reasons[sk.id]], offered,
-                                         toolchain.identity(board.properties), tool, answers)
-            by_name = {lib.name: lib for lib in discovery.libraries}
-            for sk in found:
-                if not reasons[sk.id]:
-                    reasons[sk.id] = targets.architecture_reason(
-                        [by_name[n] for n in discovery.by_sketch[sk.id]], board)
-            discovery = detection.restrict(discovery, [sk.id for sk in found if not reasons[sk.id]])
-        board_notes = [choice.note() for choice in discovery.choices]
-        board_notes += libraries.warnings(discovery.libraries, board.properties, board.architecture)
+            one, its_targets = _detect_and_skip(batch, board, board_id, board_id if several else "", layout)
+        built.append(one)
+        all_targets += its_targets
+        board_notes = [choice.note() for choice in one.discovery.choices]
+        board_notes += libraries.warnings(one.discovery.libraries, board.properties, board.architecture)
         notes += [f"{board_id}: {line}" if several else line for line in board_notes]
-        built.append(BoardBuild(board=board, board_id=board_id, namespace=namespace, layout=layout,
-                                discovery=discovery, answers=answers))
-        all_targets += [targets.Target(sketch=sk, board=board, board_id=board_id, layout=layout, namespace=namespace,
-                                       skipped=reasons[sk.id]) for sk in found]
-    planning = time.time()
-    read = [*(sk.path for sk in found), *dict.fromkeys(lib.root for b in built for lib in b.discovery.libraries)]
-    if config.out is not None:
-        # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
-        # every walk skip it), so `cd MySketch && fbuild-graph compile-many -b uno .` works as it always did.
-        _check_out(top, read)
-    fileio.ensure_folder(top, "--out")
-    skipped += [path for top_dir in read for path in fileio.irregular(top_dir, fileio.NOT_READ_DIRS)]
-    notes += [f"warning: skipped {path}: not a regular file (a FIFO, socket, device or dangling link); only "
-              "regular files are read" for path in dict.fromkeys(skipped)]
-    # Compiles read sketches from their copies in the output folder, user libraries from where they are,
-    # and the installed core from where it is on every runner: so paths under the output folder and the
-    # user library folders are made relative (to the output folder, the tools' working directory).
-    base_dir = os.path.commonpath([top, *library_dirs])
-    launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
-    plans = [_board_plan(b, [t.sketch for t in all_targets if t.board_id == b.board_id and not t.skipped],
-                         launcher, tool) for b in built]
-    planned = matrix.matrix_actions(plans, macro_use.MacroUse(tool.system_dirs).unmentioned)
-    dag = graphs.from_actions(planned.actions)
-    discoveries = {b.board_id: b.discovery for b in built}
-    all_targets = [t if t.skipped else evolve(t, libraries=tuple(
-        planned.library_owners[t.namespace][name] for name in discoveries[t.board_id].by_sketch[t.sketch.id]))
-        for t in all_targets]
-    units = [unit for b in built for unit in fingerprint.stage1_units(dag, b.board, b.discovery, b.layout,
-                                                                      toolchain.identity(b.board.properties),
-                                                                      b.namespace)]
-    clock.record("plan", planning, time.time())
-    return Prepared(out=top, boards=tuple(built), targets=tuple(all_targets), graph=dag, units=tuple(units),
+    with clock.phase("plan"):
+        read = [*(sk.path for sk in found), *dict.fromkeys(lib.root for b in built for lib in b.discovery.libraries)]
+        if config.out is not None:
+            # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
+            # every walk skip it), so `cd MySketch && fbuild-graph compile-many -b uno .` works as it always did.
+            _check_out(top, read)
+        fileio.ensure_folder(top, "--out")
+        skipped += [path for top_dir in read for path in fileio.irregular(top_dir, fileio.NOT_READ_DIRS)]
+        notes += [f"warning: skipped {path}: not a regular file (a FIFO, socket, device or dangling link); only "
+                  "regular files are read" for path in dict.fromkeys(skipped)]
+        # Compiles read sketches from their copies in the output folder, user libraries from where they are,
+        # and the installed core from where it is on every runner: so paths under the output folder and the
+        # user library folders are made relative (to the output folder, the tools' working directory).
+        base_dir = os.path.commonpath([top, *library_dirs])
+        launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
+        plans = [_board_plan(b, [t.sketch for t in all_targets if t.board_id == b.board_id and not t.skipped],
+                             launcher, batch.tool) for b in built]
+        planned = matrix.matrix_actions(plans, macro_use.MacroUse(batch.tool.system_dirs).unmentioned)
+        dag = graphs.from_actions(planned.actions)
+        units = [unit for b in built for unit in fingerprint.stage1_units(
+            dag, b.board, b.discovery, b.layout, toolchain.identity(b.board.properties), b.namespace)]
+    by_sketch = {b.namespace: b.discovery.by_sketch for b in built}
+    linking = [t if t.skipped else evolve(t, libraries=tuple(planned.library_owners[t.namespace][name]
+                                                             for name in by_sketch[t.namespace][t.sketch.id]))
+               for t in all_targets]
+    return Prepared(out=top, boards=tuple(built), targets=tuple(linking), graph=dag, units=tuple(units),
                     notes=tuple(notes))
 
 
-def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapping[str, str],
-                   notes: list[str]) -> Board:
-    """A board with every property known, its toolchain checked and the toolchain's quirks worked around."""
+def _resolve_board(name: str, dirs: installs.Directories,
+                   build_properties: Mapping[str, str]) -> tuple[Board, list[str]]:
+    """A board with every property known, its toolchain checked and the toolchain's quirks worked around;
+    and what there is to say about it."""
+    notes: list[str] = []
     board = boards.resolve(name, dirs, build_properties, say=notes.append)
     toolchain.check(board.properties)
     fix = toolchain.decimal_dig_fix(board.properties)
@@ -250,16 +249,39 @@ def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapp
         props["compiler.cpp.extra_flags"] = f"{props.get('compiler.cpp.extra_flags', '')} {fix}".strip()
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
-    return board
+    return board, notes
+
+
+def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
+                     layout: Layout) -> tuple[BoardBuild, list[targets.Target]]:
+    """One board's libraries, detected for the sketches its markers and the exclusions leave it, and its
+    targets, each skipped with its reason or not."""
+    reasons = {sk.id: targets.marker_reason(batch.markers[sk.id], board_id)
+               or targets.exclusion_reason(batch.exclusions, board_id, sk) for sk in batch.sketches}
+    answers = include_probe.AnswerCache(layout.includes_cache)
+    offered = libraries.index(list(batch.library_dirs), board.platform_path,
+                              board.properties["build.core.platform.path"])
+    discovery = detect_libraries(board, [sk for sk in batch.sketches if not reasons[sk.id]], offered,
+                                 toolchain.identity(board.properties), batch.tool, answers)
+    by_name = {lib.name: lib for lib in discovery.libraries}
+    for sk in batch.sketches:
+        if not reasons[sk.id]:
+            reasons[sk.id] = targets.architecture_reason([by_name[n] for n in discovery.by_sketch[sk.id]], board)
+    discovery = detection.restrict(discovery, [sk.id for sk in batch.sketches if not reasons[sk.id]])
+    found = [targets.Target(sketch=sk, board=board, board_id=board_id, layout=layout, namespace=namespace,
+                            skipped=reasons[sk.id])
+             for sk in batch.sketches]
+    return BoardBuild(board=board, board_id=board_id, namespace=namespace, layout=layout, discovery=discovery,
+                      answers=answers), found
 
 
 def _board_plan(built: BoardBuild, found: Sequence[sketches.Sketch], launcher: tuple[str, ...],
-                tool: tools.Tools) -> matrix.BoardPlan:
+                tool: tools.Tools) -> graphs.BoardPlan:
     board = built.board
     core_dirs = graphs.core_dirs(board.properties)
     linked_precompiled = ((lib.name, libraries.precompiled(lib, board.properties)) for lib in built.discovery.libraries)
     identity = toolchain.identity(board.properties)
-    return matrix.BoardPlan(
+    return graphs.BoardPlan(
         board=board, sketches=tuple(found), discovery=built.discovery, layout=built.layout,
         core_sources=tuple(_sources(core_dirs[0])),
         variant_sources=tuple(_sources(core_dirs[1]) if len(core_dirs) > 1 else ()),
@@ -324,7 +346,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         for line in prepared.notes:
             progress(line)
         with clock.phase("restore"):
-            restored = _restore_stage1(store, prepared.units)
+            restored = stage1.restore_all(store, prepared.units)
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
         shown = view(len(prepared.targets))
         run = Run(config=config, prepared=prepared, steps=tuple(steps), store=store, restored=restored,
@@ -341,7 +363,7 @@ def _write_results(run: Run, outcome: Outcome, clock: PhaseClock) -> BuildReport
     """results.json, phases.tsv and tasks.tsv; the report they hold."""
     prepared = run.prepared
     stage1_key = fingerprint.combined_key(prepared.units)
-    stage1_cache = _cache_state(run.store, prepared.units, run.restored)
+    stage1_cache = stage1.state(run.store, prepared.units, run.restored)
     records = outcome.collector.tally.all_records
     restored_at = clock.phases[-1].stop + clock.t0  # a stage 1 taken whole from the cache: an empty span there
     for name, resource_class in (("stage1_archives", FRAMEWORK), ("stage2_sketches", SKETCH)):
@@ -438,41 +460,6 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
-def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit]) -> dict[str, str]:
-    """Put every cached stage-1 unit's files in place (its board's OUT/stage1); owner -> where they came from."""
-    restored = {}
-    for unit in units:
-        found = stage1.restore(store, unit, os.path.join(unit.cwd, "stage1"))
-        if found is not None:
-            restored[unit.owner] = f"{found[0].layer} {found[1]}"
-    return restored
-
-
 def _cached_records(graph, owner: str) -> list[ActionRecord]:
     return [ActionRecord(key=a.key, kind=a.kind, owner=a.owner, resource=a.resource, status=ActionStatus.CACHED)
             for a in graphs.actions_of(graph) if a.owner == owner]
-
-
-def _cache_state(store: Cache, units: Sequence[fingerprint.Unit], restored: Mapping[str, str]) -> str:
-    """off, hit (every unit from the cache), miss (none) or partial (some)."""
-    if store.mode == "off" or not units:
-        return "off"
-    if len(restored) == len(units):
-        return "hit"
-    return "partial" if restored else "miss"
-
-
-def print_table(report: BuildReport) -> None:
-    sys.stdout.write(results.format_table(report.sketches, several_boards=len(report.boards) > 1))
-    print_summary(report)
-
-
-def print_summary(report: BuildReport) -> None:
-    out = sys.stdout
-    total = next(p.seconds for p in report.phases if p.name == "total")
-    counts = {status: sum(r.status == status for r in report.sketches) for status in SketchStatus}
-    skipped = f", {counts[SketchStatus.SKIPPED]} skipped" if counts[SketchStatus.SKIPPED] else ""
-    not_ok = len(report.sketches) - counts[SketchStatus.OK] - counts[SketchStatus.SKIPPED]
-    what = report.board or f"{len(report.boards)} boards"
-    out.write(f"{len(report.sketches)} sketches for {what}: {counts[SketchStatus.OK]} ok, {not_ok} not ok{skipped} "
-              f"in {total:.1f} s\n")

@@ -26,7 +26,7 @@ from attrs import evolve
 from fbuild_graph.arduino import installs
 from fbuild_graph.outputs import lock
 from fbuild_graph.outputs import progress
-from fbuild_graph.build import Config, compile_many, default_cache_dir, prepare, print_summary, print_table
+from fbuild_graph.build import Config, compile_many, default_cache_dir, prepare
 from fbuild_graph.caches.cache import CACHE_MODES, parse_size
 from fbuild_graph.errors import FbuildError, os_error_line
 from fbuild_graph.exitcodes import ExitCode
@@ -253,14 +253,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             live = sys.stdout.isatty() and not (args.json or args.quiet)
             code, report = compile_many(_config(args), progress=_note, t0=_STARTED,
                                         view=lambda total: progress.view(args.json, args.quiet, total))
-            if args.json:
-                from fbuild_graph.outputs.results import to_json
+            from fbuild_graph.outputs import results
 
-                sys.stdout.write(to_json(report))
-            elif live:
-                print_table(report)  # the live display is gone: the table is what stays on the terminal
+            if args.json:
+                sys.stdout.write(results.to_json(report))
+            elif live:  # the live display is gone: the table is what stays on the terminal
+                sys.stdout.write(results.format_table(report.sketches, several_boards=len(report.boards) > 1))
+                sys.stdout.write(results.format_summary(report))
             else:
-                print_summary(report)  # the per-sketch lines above already are the table
+                sys.stdout.write(results.format_summary(report))  # the per-sketch lines above are the table
             return code
         if args.command == "cache":
             return _cache(args)

@@ -15,7 +15,7 @@ from fbuild_graph.arduino import libraries
 from fbuild_graph.arduino.detection import Discovery
 from fbuild_graph.errors import FbuildError
 from fbuild_graph.model import Action, Board, Library, Owner, OwnerKind, Sketch
-from fbuild_graph.planning import matrix
+from fbuild_graph.planning import graph, matrix
 from fbuild_graph.planning.layout import Layout
 from fbuild_graph.planning.targets import Exclusion, architecture_reason, board_ids, marker_reason, markers
 
@@ -93,11 +93,11 @@ def test_compiles_differ_in_macros_only_when_every_other_token_is_the_same():
                                                     "-DF_CPU=16000000L", "a.cpp")]) is None
 
 
-def _plan(fqbn: str, lib: Library, out: Path) -> matrix.BoardPlan:
+def _plan(fqbn: str, lib: Library, out: Path) -> graph.BoardPlan:
     board = boards.resolve(fqbn, DEBIAN_ONLY, {})
     namespace = board.board_id
     discovery = Discovery(libraries=(lib,), by_sketch={}, closure={lib.name: ()}, choices=())
-    return matrix.BoardPlan(board=board, sketches=(), discovery=discovery, layout=Layout(str(out / namespace)),
+    return graph.BoardPlan(board=board, sketches=(), discovery=discovery, layout=Layout(str(out / namespace)),
                             core_sources=(), variant_sources=(), precompiled={}, launcher=(),
                             toolchain=lambda a: "avr-gcc", namespace=namespace)
 
@@ -254,3 +254,25 @@ def test_boards_come_from_a_file_too(tmp_path):
     assert proc.stdout.count("pool = framework") > 0
     missing = run_cli("graph", "--format", "ninja", "--boards", str(tmp_path / "nope.txt"), str(blink))
     assert missing.returncode == 2 and "--boards" in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+@needs_toolchain
+def test_a_shared_library_links_the_same_firmware_as_its_own_compile(tmp_path):
+    """The Diecimila's compiles of Wire differ from the Uno's only in -DARDUINO_AVR_DUEMILANOVE: the Uno's
+    objects link into its firmware, which is byte for byte what it builds alone."""
+    wire = PLATFORM / "libraries" / "Wire" / "examples"
+    diecimila = "arduino:avr:diecimila:cpu=atmega328"
+    out = tmp_path / "out"
+    proc = run_cli("compile-many", "--board", "uno", "--board", diecimila, "-o", str(out), str(wire))
+    assert proc.returncode == 0, proc.stderr
+    tasks = read_tsv(out / "tasks.tsv")
+    assert {t["board"] for t in tasks if "/lib/Wire/" in t["key"]} == {"uno"}
+    assert "# library Wire: " + str(out / "uno" / "stage1" / "libraries" / "Wire.log") in (
+        out / "diecimila" / "sketches" / "master_reader" / "build.log").read_text()
+    alone = tmp_path / "alone"
+    assert run_cli("compile-many", "--board", diecimila, "--cache-mode", "off", "--no-ccache", "-o", str(alone),
+                   str(wire)).returncode == 0
+    examples = sorted(p.name for p in wire.iterdir())
+    for name in examples:
+        assert (out / "diecimila" / "sketches" / name / "firmware.hex").read_bytes() == (
+            alone / "sketches" / name / "firmware.hex").read_bytes(), name

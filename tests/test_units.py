@@ -219,7 +219,9 @@ def dag():
     d = _detect(b, found, libraries.index([], b.platform_path))
     from fbuild_graph.build import _sources
 
-    return graph.build_graph(b, found, d, Layout("/out"), _sources(core_dirs[0]), _sources(core_dirs[1]), {})
+    return graph.build_graph(graph.BoardPlan(board=b, sketches=tuple(found), discovery=d, layout=Layout("/out"),
+                                             core_sources=tuple(_sources(core_dirs[0])),
+                                             variant_sources=tuple(_sources(core_dirs[1])), precompiled={}))
 
 
 def test_graph_is_a_dag_of_real_actions_with_resource_classes(dag):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from fbuild_graph.caches import fingerprint
 from fbuild_graph.caches.cache import Cache, Hit
@@ -28,6 +28,25 @@ READS_FILE = "reads.json"
 # Read sets chained under one base key before the unit is simply rebuilt: a bound against a layer whose
 # sets never settle, far above what edits produce.
 MAX_CHAIN = 8
+
+
+def restore_all(store: Cache, units: Sequence[Unit]) -> dict[str, str]:
+    """Put every cached unit's files in place (its board's OUT/stage1); owner -> where they came from."""
+    restored = {}
+    for unit in units:
+        found = restore(store, unit, os.path.join(unit.cwd, "stage1"))
+        if found is not None:
+            restored[unit.owner] = f"{found[0].layer} {found[1]}"
+    return restored
+
+
+def state(store: Cache, units: Sequence[Unit], restored: Mapping[str, str]) -> str:
+    """What results.json says of stage 1: off, hit (every unit from the cache), miss (none) or partial."""
+    if store.mode == "off" or not units:
+        return "off"
+    if len(restored) == len(units):
+        return "hit"
+    return "partial" if restored else "miss"
 
 
 def restore(store: Cache, unit: Unit, dest: str) -> Optional[tuple[Hit, str]]:

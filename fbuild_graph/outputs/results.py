@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import cattrs
 
 from fbuild_graph.fileio import write_atomic
-from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Owner, OwnerKind, Phase, SketchResult
+from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Owner, OwnerKind, Phase, SketchResult, SketchStatus
 
 PHASE_COLUMNS = ("phase", "board", "start", "stop", "seconds", "cache_key", "cache")
 TASK_COLUMNS = ("key", "kind", "sketch", "board", "resource", "worker", "start", "stop", "seconds", "status", "after")
@@ -97,6 +97,17 @@ def format_table(results: Sequence[SketchResult], several_boards: bool = False) 
     widths = [max(len(row[i]) for row in rows) for i in range(last)]
     return "\n".join("  ".join(cell.ljust(widths[i]) if i < last else cell for i, cell in enumerate(row)).rstrip()
                      for row in rows) + "\n"
+
+
+def format_summary(report: BuildReport) -> str:
+    """The line a run ends with: its targets by outcome and its wall time."""
+    total = next(p.seconds for p in report.phases if p.name == "total")
+    counts = {status: sum(r.status == status for r in report.sketches) for status in SketchStatus}
+    skipped = f", {counts[SketchStatus.SKIPPED]} skipped" if counts[SketchStatus.SKIPPED] else ""
+    not_ok = len(report.sketches) - counts[SketchStatus.OK] - counts[SketchStatus.SKIPPED]
+    what = report.board or f"{len(report.boards)} boards"
+    return (f"{len(report.sketches)} sketches for {what}: {counts[SketchStatus.OK]} ok, {not_ok} not ok{skipped} "
+            f"in {total:.1f} s\n")
 
 
 def _use(used, maximum) -> str:

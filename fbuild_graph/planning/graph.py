@@ -28,41 +28,49 @@ from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order, merged
 OBJCOPY_KINDS = ("eep", "hex")
 
 
-def build_graph(
-    board: Board, sketches: Sequence[Sketch], discovery: Discovery, layout: Layout, core_sources: Sequence[str],
-    variant_sources: Sequence[str], precompiled: Mapping[str, Precompiled], launcher: tuple[str, ...] = (),
-    toolchain: Callable[[Action], str] = lambda a: "",
-) -> nx.DiGraph:
+@frozen
+class BoardPlan:
+    """What planning needs of one board: its sketches to build (its targets not skipped), its libraries, where
+    its files go, and how its actions are made and identified. `precompiled` holds the board's precompiled
+    files of the libraries that have some, by name; `launcher` (ccache) prefixes every compile; `toolchain`
+    gives the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py);
+    `namespace` prefixes every key, step and owner (a build of several boards: the board's id)."""
+
+    board: Board
+    sketches: tuple[Sketch, ...]
+    discovery: Discovery
+    layout: Layout
+    core_sources: tuple[str, ...]
+    variant_sources: tuple[str, ...]
+    precompiled: Mapping[str, Precompiled]
+    launcher: tuple[str, ...] = ()
+    toolchain: Callable[[Action], str] = lambda a: ""
+    namespace: str = ""
+
+
+def build_graph(plan: BoardPlan) -> nx.DiGraph:
     """One board's DAG (see board_actions)."""
-    return from_actions(board_actions(board, sketches, discovery, layout, core_sources, variant_sources, precompiled,
-                                      launcher, toolchain).actions)
+    return from_actions(board_actions(plan).actions)
 
 
 @frozen
 class BoardActions:
     """A board's actions, and what of each library its links name (its objects or archive): what a board
-    whose compiles of the library would be the same links instead (see sharing.py)."""
+    whose compiles of the library would be the same links instead (see matrix.py)."""
 
     actions: tuple[Action, ...]
     linked: Mapping[str, tuple[str, ...]]
 
 
-def board_actions(
-    board: Board, sketches: Sequence[Sketch], discovery: Discovery, layout: Layout, core_sources: Sequence[str],
-    variant_sources: Sequence[str], precompiled: Mapping[str, Precompiled], launcher: tuple[str, ...] = (),
-    toolchain: Callable[[Action], str] = lambda a: "", namespace: str = "",
-    borrowed: Mapping[str, Sequence[str]] = {},
-) -> BoardActions:
-    """`precompiled` holds the board's precompiled files of the libraries that have some, by name.
-    `launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` gives
-    the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py).
-    `namespace` prefixes every key, step and owner (a build of several boards: the board's id). `borrowed`
-    names the libraries another board compiles for this one, with the files its links name instead."""
+def board_actions(plan: BoardPlan, borrowed: Mapping[str, Sequence[str]] = {}) -> BoardActions:
+    """Every tool runs in the board's output folder. `borrowed` names the libraries another board compiles
+    for this one, with the files its links name instead."""
+    board, layout, discovery, precompiled = plan.board, plan.layout, plan.discovery, plan.precompiled
     props = board.properties
     core = core_dirs(props)
     stage1 = layout.stage1_dir
     core_pre, core_ready = hooks(props, "core.prebuild", stage1, (), CORE, FRAMEWORK, "core")
-    actions = [*core_pre, *core_actions(props, core, core_sources, variant_sources, layout, core_ready)]
+    actions = [*core_pre, *core_actions(props, core, plan.core_sources, plan.variant_sources, layout, core_ready)]
     core_post, core_done = hooks(props, "core.postbuild", stage1, (os.path.join(layout.core_dir, "core.a"),), CORE,
                                  FRAMEWORK, "core")
     libs_pre, libs_ready = hooks(props, "libraries.prebuild", stage1, (), CORE, FRAMEWORK, "core")
@@ -83,17 +91,17 @@ def board_actions(
     libs_post, libs_done = hooks(props, "libraries.postbuild", stage1,
                                  tuple(obj for objs in linked.values() for obj in objs), CORE, FRAMEWORK, "core")
     actions += libs_post
-    variant_objects = [_core_object(layout, src) for src in variant_sources]
-    for sk in sketches:
+    variant_objects = [_core_object(layout, src) for src in plan.variant_sources]
+    for sk in plan.sketches:
         used = [libs[name] for name in discovery.by_sketch[sk.id]]
         objects = [obj for lib in used for obj in linked[lib.name]]
         actions.extend(sketch_actions(props, sk, [*core, *_dirs(used)], [*objects, *variant_objects], layout,
                                       (*core_done, *libs_done),
                                       [precompiled[lib.name] for lib in used if lib.name in precompiled]))
-    placed = (evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else ()) for a in actions)
-    identified = (evolve(a, toolchain=toolchain(a)) for a in placed)
-    return BoardActions(actions=tuple(within(a, namespace) for a in identified) if namespace else tuple(identified),
-                        linked=linked)
+    placed = (evolve(a, cwd=layout.out, launcher=plan.launcher if a.kind == "compile" else ()) for a in actions)
+    identified = [evolve(a, toolchain=plan.toolchain(a)) for a in placed]
+    return BoardActions(actions=tuple(within(a, plan.namespace) for a in identified) if plan.namespace
+                        else tuple(identified), linked=linked)
 
 
 def library_plan(props: Mapping[str, str], lib: Library, discovery: Discovery, layout: Layout,

@@ -15,30 +15,11 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import evolve, frozen
 
-from fbuild_graph.arduino.detection import Discovery
-from fbuild_graph.arduino.libraries import Precompiled
-from fbuild_graph.model import Action, Board, Library, Owner, Sketch
+from fbuild_graph.model import Action, Library, Owner
 from fbuild_graph.planning import graph
-from fbuild_graph.planning.layout import Layout
+from fbuild_graph.planning.graph import BoardPlan
 
 Unmentioned = Callable[[frozenset[str], Sequence[Action]], bool]
-
-
-@frozen
-class BoardPlan:
-    """What planning needs of one board: its sketches to build (its targets not skipped), its libraries, where
-    its files go, and how its actions are identified (see graph.board_actions)."""
-
-    board: Board
-    sketches: tuple[Sketch, ...]
-    discovery: Discovery
-    layout: Layout
-    core_sources: tuple[str, ...]
-    variant_sources: tuple[str, ...]
-    precompiled: Mapping[str, Precompiled]
-    launcher: tuple[str, ...]
-    toolchain: Callable[[Action], str]
-    namespace: str = ""
 
 
 @frozen
@@ -64,9 +45,7 @@ def matrix_actions(plans: Sequence[BoardPlan], unmentioned: Unmentioned) -> Matr
                 borrowed[lib.name] = lender[1].linked[lib.name]
             owners[plan.namespace][lib.name] = owners[lender[0].namespace][lib.name] if lender else str(
                 Owner.library(lib.name, plan.namespace))
-        built.append((plan, graph.board_actions(plan.board, plan.sketches, plan.discovery, plan.layout,
-                                                plan.core_sources, plan.variant_sources, plan.precompiled,
-                                                plan.launcher, plan.toolchain, plan.namespace, borrowed)))
+        built.append((plan, graph.board_actions(plan, borrowed)))
     return Matrix(actions=tuple(action for _, done in built for action in done.actions), library_owners=owners)
 
 
