@@ -28,6 +28,9 @@ from fbuild_graph.arduino import include_probe
 from fbuild_graph.arduino import include_scan
 from fbuild_graph.arduino import installs
 from fbuild_graph.arduino import libraries
+from fbuild_graph.arduino import macro_use
+from fbuild_graph.planning import matrix
+from fbuild_graph.planning import targets
 from fbuild_graph.outputs import lock
 from fbuild_graph.planning import plan
 from fbuild_graph.outputs import results
@@ -46,7 +49,7 @@ from fbuild_graph.exitcodes import ExitCode
 from fbuild_graph.planning.layout import Layout
 from fbuild_graph.caches.bundles import DEFAULT_MAX_BUNDLE_BYTES
 from fbuild_graph.caches.cache import Cache, CacheSpec
-from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Phase, SketchStatus
+from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Owner, Phase, SketchStatus
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -54,7 +57,7 @@ from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
 
 @frozen
 class Config:
-    board: str
+    boards: tuple[str, ...]
     sketches: tuple[str, ...]
     out: Optional[str] = None
     hardware: tuple[str, ...] = ()
@@ -73,6 +76,7 @@ class Config:
     group: Optional[str] = None
     cancel_in_progress: bool = False
     wait: bool = False
+    excludes: tuple[str, ...] = ()  # --exclude BOARD:GLOB
 
 
 class PhaseClock:
@@ -83,15 +87,15 @@ class PhaseClock:
         self.t0 = t0
         self.phases: list[Phase] = []
 
-    def record(self, name: str, start: float, stop: float, **cache: str) -> None:
-        """A span given in time.time() seconds."""
-        self.phases.append(Phase(name, start - self.t0, stop - self.t0, **cache))
+    def record(self, name: str, start: float, stop: float, **fields: str) -> None:
+        """A span given in time.time() seconds; `fields`: the Phase's cache and board."""
+        self.phases.append(Phase(name, start - self.t0, stop - self.t0, **fields))
 
     @contextlib.contextmanager
-    def phase(self, name: str):
+    def phase(self, name: str, **fields: str):
         start = time.time()
         yield
-        self.record(name, start, time.time())
+        self.record(name, start, time.time(), **fields)
 
     def since_start(self) -> float:
         return time.time() - self.t0
@@ -125,81 +129,143 @@ def default_cache_dir() -> str:
 
 
 @frozen
-class Prepared:
-    """Everything known before anything runs: the inputs to `run` and to `graph --format ninja`. `answers`
-    holds library detection's preprocessor answers, to be saved into the output folder by whoever holds its
-    lock."""
+class BoardBuild:
+    """One board of the run, as planned: `board_id` names it in this run, `namespace` prefixes its owners and
+    keys (empty in a single-board build), `layout` says where its files go (OUT, or OUT/BOARD when the run
+    has several boards). `answers` holds its library detection's preprocessor answers, to be saved by
+    whoever holds the output folder's lock."""
 
     board: Board
+    board_id: str
+    namespace: str
     layout: Layout
-    sketches: tuple[sketches.Sketch, ...]
     discovery: detection.Discovery
+    answers: include_probe.AnswerCache
+
+
+@frozen
+class Prepared:
+    """Everything known before anything runs: the inputs to `run` and to `graph --format ninja`. `targets`
+    are every sketch for every board, board after board, skipped ones included; `notes` are for the caller
+    to say once preparation has succeeded, so bad input gets exactly one line."""
+
+    out: str
+    boards: tuple[BoardBuild, ...]
+    targets: tuple[targets.Target, ...]
     graph: object
     units: tuple[fingerprint.Unit, ...]
     notes: tuple[str, ...]
-    answers: include_probe.AnswerCache
 
 
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
             clock: Optional[PhaseClock] = None) -> Prepared:
-    """Everything before the first tool runs, as the phases `discover` (board, toolchain, sketches),
-    `libraries` (detection) and `plan` (the DAG and stage-1 keys), each recorded on `clock`. Raises
-    FbuildError for bad input; its `notes` are for the caller to say once preparation has succeeded, so bad
-    input gets exactly one line. `compiler_cache` gives the compile launcher for a base folder (every path
-    under it is made relative; None: no such folder short of `/`, so paths stay absolute and only builds in
-    the same place share entries)."""
+    """Everything before the first tool runs, as the phases `discover` (board, toolchain; the sketches with
+    the first board), `libraries` (detection), one of each per board, and `plan` (the DAG and stage-1 keys),
+    each recorded on `clock`. Raises FbuildError for bad input. `compiler_cache` gives the compile launcher
+    for a base folder (every path under it is made relative; None: no such folder short of `/`, so paths stay
+    absolute and only builds in the same place share entries)."""
     clock = clock or PhaseClock(time.time())
-    discover = time.time()
     notes: list[str] = []
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
-    board = boards.resolve(config.board, dirs, config.build_properties, say=notes.append)
-    toolchain.check(board.properties)
+    exclusions = [targets.Exclusion.parse(text) for text in config.excludes]
+    start = time.time()
     found, skipped = sketches.search(config.sketches)
+    resolved, spans = [], []
+    for name in config.boards:
+        resolved.append(_resolve_board(name, dirs, config.build_properties, notes))
+        spans.append((start, time.time()))
+        start = time.time()
+    ids = targets.board_ids(resolved)
+    several = len(resolved) > 1
+    top = os.path.abspath(config.out or os.path.join(".fbuild-graph", "+".join(ids)))
     # The sketchbook's libraries come after the ones named, as arduino-cli ranks them below --library.
     library_dirs = [*map(os.path.abspath, config.library_dirs),
                     *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else [])]
+    tool = tools.Tools()
+    marked = {sk.id: targets.markers(sk.path) for sk in found}
+    built, all_targets = [], []
+    for board, board_id, span in zip(resolved, ids, spans):
+        clock.record("discover", *span, board=board_id)
+        namespace = board_id if several else ""
+        layout = Layout(os.path.join(top, board_id) if several else top)
+        with clock.phase("libraries", board=board_id):
+            reasons = {sk.id: targets.marker_reason(marked[sk.id], board_id)
+                       or targets.exclusion_reason(exclusions, board_id, sk) for sk in found}
+            answers = include_probe.AnswerCache(layout.includes_cache)
+            offered = libraries.index(library_dirs, board.platform_path, board.properties["build.core.platform.path"])
+            discovery = detect_libraries(board, [sk for sk in found if not reasons[sk.id]], offered,
+                                         toolchain.identity(board.properties), tool, answers)
+            by_name = {lib.name: lib for lib in discovery.libraries}
+            for sk in found:
+                if not reasons[sk.id]:
+                    reasons[sk.id] = targets.architecture_reason(
+                        [by_name[n] for n in discovery.by_sketch[sk.id]], board)
+            discovery = detection.restrict(discovery, [sk.id for sk in found if not reasons[sk.id]])
+        board_notes = [choice.note() for choice in discovery.choices]
+        board_notes += libraries.warnings(discovery.libraries, board.properties, board.architecture)
+        notes += [f"{board_id}: {line}" if several else line for line in board_notes]
+        built.append(BoardBuild(board=board, board_id=board_id, namespace=namespace, layout=layout,
+                                discovery=discovery, answers=answers))
+        all_targets += [targets.Target(sketch=sk, board=board, board_id=board_id, layout=layout, namespace=namespace,
+                                       skipped=reasons[sk.id]) for sk in found]
+    planning = time.time()
+    read = [*(sk.path for sk in found), *dict.fromkeys(lib.root for b in built for lib in b.discovery.libraries)]
+    if config.out is not None:
+        # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
+        # every walk skip it), so `cd MySketch && fbuild-graph compile-many -b uno .` works as it always did.
+        _check_out(top, read)
+    fileio.ensure_folder(top, "--out")
+    skipped += [path for top_dir in read for path in fileio.irregular(top_dir, fileio.NOT_READ_DIRS)]
+    notes += [f"warning: skipped {path}: not a regular file (a FIFO, socket, device or dangling link); only "
+              "regular files are read" for path in dict.fromkeys(skipped)]
+    # Compiles read sketches from their copies in the output folder, user libraries from where they are,
+    # and the installed core from where it is on every runner: so paths under the output folder and the
+    # user library folders are made relative (to the output folder, the tools' working directory).
+    base_dir = os.path.commonpath([top, *library_dirs])
+    launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
+    plans = [_board_plan(b, [t.sketch for t in all_targets if t.board_id == b.board_id and not t.skipped],
+                         launcher, tool) for b in built]
+    planned = matrix.matrix_actions(plans, macro_use.MacroUse(tool.system_dirs).unmentioned)
+    dag = graphs.from_actions(planned.actions)
+    discoveries = {b.board_id: b.discovery for b in built}
+    all_targets = [t if t.skipped else evolve(t, libraries=tuple(
+        planned.library_owners[t.namespace][name] for name in discoveries[t.board_id].by_sketch[t.sketch.id]))
+        for t in all_targets]
+    units = [unit for b in built for unit in fingerprint.stage1_units(dag, b.board, b.discovery, b.layout,
+                                                                      toolchain.identity(b.board.properties),
+                                                                      b.namespace)]
+    clock.record("plan", planning, time.time())
+    return Prepared(out=top, boards=tuple(built), targets=tuple(all_targets), graph=dag, units=tuple(units),
+                    notes=tuple(notes))
+
+
+def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapping[str, str],
+                   notes: list[str]) -> Board:
+    """A board with every property known, its toolchain checked and the toolchain's quirks worked around."""
+    board = boards.resolve(name, dirs, build_properties, say=notes.append)
+    toolchain.check(board.properties)
     fix = toolchain.decimal_dig_fix(board.properties)
     if fix:
         props = dict(board.properties)
         props["compiler.cpp.extra_flags"] = f"{props.get('compiler.cpp.extra_flags', '')} {fix}".strip()
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
-    layout = Layout(os.path.abspath(config.out or os.path.join(".fbuild-graph", board.board_id)))
-    identity, tool = toolchain.identity(board.properties), tools.Tools()
+    return board
+
+
+def _board_plan(built: BoardBuild, found: Sequence[sketches.Sketch], launcher: tuple[str, ...],
+                tool: tools.Tools) -> matrix.BoardPlan:
+    board = built.board
     core_dirs = graphs.core_dirs(board.properties)
-    clock.record("discover", discover, time.time())
-    detect_start = time.time()
-    answers = include_probe.AnswerCache(layout.includes_cache)
-    offered = libraries.index(library_dirs, board.platform_path, board.properties["build.core.platform.path"])
-    discovery = detect_libraries(board, found, offered, identity, tool, answers)
-    clock.record("libraries", detect_start, time.time())
-    planning = time.time()
-    notes += [choice.note() for choice in discovery.choices]
-    notes += libraries.warnings(discovery.libraries, board.properties, board.architecture)
-    linked_precompiled = ((lib.name, libraries.precompiled(lib, board.properties)) for lib in discovery.libraries)
-    precompiled = {name: files for name, files in linked_precompiled if files is not None}
-    read = [*(sk.path for sk in found), *(lib.root for lib in discovery.libraries)]
-    if config.out is not None:
-        # The default, `.fbuild-graph/` in the current folder, is a folder no build reads (sketch search and
-        # every walk skip it), so `cd MySketch && fbuild-graph compile-many -b uno .` works as it always did.
-        _check_out(layout.out, read)
-    fileio.ensure_folder(layout.out, "--out")
-    skipped += [path for top in read for path in fileio.irregular(top, fileio.NOT_READ_DIRS)]
-    notes += [f"warning: skipped {path}: not a regular file (a FIFO, socket, device or dangling link); only "
-              "regular files are read" for path in dict.fromkeys(skipped)]
-    # Compiles read sketches from their copies in the output folder, user libraries from where they are,
-    # and the installed core from where it is on every runner: so paths under the output folder and the
-    # user library folders are made relative (to the output folder, the tools' working directory).
-    user_roots = [layout.out, *library_dirs]
-    base_dir = os.path.commonpath(user_roots)
-    launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
-    dag = graphs.build_graph(board, found, discovery, layout, _sources(core_dirs[0]),
-                             _sources(core_dirs[1]) if len(core_dirs) > 1 else [], precompiled, launcher,
-                             lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16])
-    units = fingerprint.stage1_units(dag, board, discovery, layout, identity)
-    clock.record("plan", planning, time.time())
-    return Prepared(board=board, layout=layout, sketches=tuple(found), discovery=discovery, graph=dag,
-                    units=tuple(units), notes=tuple(notes), answers=answers)
+    linked_precompiled = ((lib.name, libraries.precompiled(lib, board.properties)) for lib in built.discovery.libraries)
+    identity = toolchain.identity(board.properties)
+    return matrix.BoardPlan(
+        board=board, sketches=tuple(found), discovery=built.discovery, layout=built.layout,
+        core_sources=tuple(_sources(core_dirs[0])),
+        variant_sources=tuple(_sources(core_dirs[1]) if len(core_dirs) > 1 else ()),
+        precompiled={name: files for name, files in linked_precompiled if files is not None}, launcher=launcher,
+        toolchain=lambda a: hashlib.sha256(f"{identity}\0{tool.identity(a)}".encode()).hexdigest()[:16],
+        namespace=built.namespace)
 
 
 def detect_libraries(board: Board, found: Sequence[sketches.Sketch], offered: Sequence[libraries.Library],
@@ -237,10 +303,10 @@ def _sources(folder: str) -> list[str]:
 
 def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None,
                  view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout)) -> tuple[int, BuildReport]:
-    """Build every sketch, phase after phase: import, then prepare (discover, libraries, plan), take the
-    output folder, restore stage 1 from the cache, run stages 1 and 2, write the results. `progress` says
-    notes and errors; `view(total)` makes what shows units and sketches finishing (see progress.py). `t0` is
-    when the process began importing us, so start-up cost shows as a phase."""
+    """Build every sketch for every board, phase after phase: import, then prepare (discover, libraries,
+    plan), take the output folder, restore stage 1 from the cache, run stages 1 and 2, write the results.
+    `progress` says notes and errors; `view(total)` makes what shows units and targets finishing (see
+    progress.py). `t0` is when the process began importing us, so start-up cost shows as a phase."""
     clock = PhaseClock(t0 or time.time())
     clock.record("import", clock.t0, time.time())
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
@@ -252,14 +318,15 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
         prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock)
         # Held from before the first file is written into --out until results.json is.
-        held.enter_context(lock.holding(prepared.layout.out, progress if config.wait else None))
-        prepared.answers.save()
+        held.enter_context(lock.holding(prepared.out, progress if config.wait else None))
+        for built in prepared.boards:
+            built.answers.save()
         for line in prepared.notes:
             progress(line)
         with clock.phase("restore"):
-            restored = _restore_stage1(store, prepared.units, prepared.layout)
+            restored = _restore_stage1(store, prepared.units)
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
-        shown = view(len(prepared.sketches))
+        shown = view(len(prepared.targets))
         run = Run(config=config, prepared=prepared, steps=tuple(steps), store=store, restored=restored,
                   progress=progress, view=shown)
         try:
@@ -284,32 +351,34 @@ def _write_results(run: Run, outcome: Outcome, clock: PhaseClock) -> BuildReport
             clock.record(name, min((r.start for r in ran), default=restored_at),
                          max((r.stop for r in ran), default=restored_at), **cache)
     clock.phases.append(Phase("total", 0.0, clock.since_start()))
-    ordered = tuple(outcome.collector.results[sk.id] for sk in prepared.sketches)
+    ordered = tuple(outcome.collector.results[t.owner] for t in prepared.targets)
     exit_code = outcome.exit_code
-    if exit_code == ExitCode.OK and any(r.status != SketchStatus.OK for r in ordered):
+    if exit_code == ExitCode.OK and any(r.status not in (SketchStatus.OK, SketchStatus.SKIPPED) for r in ordered):
         exit_code = ExitCode.FAILED
-    report = BuildReport(board=prepared.board.fqbn, exit_code=exit_code, stage1_cache_key=stage1_key,
-                         stage1_cache=stage1_cache,
+    fqbns = tuple(b.board.fqbn for b in prepared.boards)
+    report = BuildReport(board=fqbns[0] if len(fqbns) == 1 else "", boards=fqbns, exit_code=exit_code,
+                         stage1_cache_key=stage1_key, stage1_cache=stage1_cache,
                          peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                          phases=tuple(clock.phases), sketches=ordered, slots=outcome.slots,
-                         library_detection={"preprocessor_runs": prepared.answers.runs,
-                                            "answers_reused": prepared.answers.reused})
-    out = prepared.layout.out
-    results.write_tasks(out, records, clock.t0, plan.waits_for(prepared.graph, run.steps))
-    results.write_phases(out, report.phases)
-    results.write_report(out, report)
+                         library_detection={"preprocessor_runs": sum(b.answers.runs for b in prepared.boards),
+                                            "answers_reused": sum(b.answers.reused for b in prepared.boards)})
+    boards_of = {b.namespace: b.board_id for b in prepared.boards}
+    results.write_tasks(prepared.out, records, clock.t0, plan.waits_for(prepared.graph, run.steps),
+                        lambda owner: boards_of[Owner.parse(owner).board] if owner else "")
+    results.write_phases(prepared.out, report.phases)
+    results.write_report(prepared.out, report)
     return report
 
 
 def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipment:
-    """For workers that share no disk with us: the sketches, the user libraries (the installed platform's
+    """For workers that share no disk with us: the sketches, the user libraries (each installed platform's
     own are on every worker host) and the stage-1 files that came from our cache."""
-    platform = prepared.board.platform_path + os.sep
-    libs = [lib.root for lib in prepared.discovery.libraries if not lib.root.startswith(platform)]
-    sketch_dirs = [sk.path for sk in prepared.sketches]
+    platforms = tuple(b.board.platform_path + os.sep for b in prepared.boards)
+    libs = [lib.root for b in prepared.boards for lib in b.discovery.libraries if not lib.root.startswith(platforms)]
+    sketch_dirs = list(dict.fromkeys(t.sketch.path for t in prepared.targets))
     cached = [path for unit in prepared.units if unit.owner in restored for _, path in unit.outputs]
-    mirror = transfer.Mirror(roots=tuple(dict.fromkeys([prepared.layout.out, *sketch_dirs, *libs])))
-    sources, digests = transfer.read_sources([*sketch_dirs, *libs, *cached])
+    mirror = transfer.Mirror(roots=tuple(dict.fromkeys([prepared.out, *sketch_dirs, *libs])))
+    sources, digests = transfer.read_sources(list(dict.fromkeys([*sketch_dirs, *libs, *cached])))
     return transfer.Shipment(mirror=mirror, sources=sources, digests=digests)
 
 
@@ -323,12 +392,12 @@ def _compiler_cache(config: Config, store: Cache, state_dir: str) -> Optional[Ca
 def _run(run: Run, clock: PhaseClock) -> Outcome:
     """Stages 1 and 2 on the cluster; every finished stage-1 unit goes into the cache as it completes."""
     config, prepared, progress = run.config, run.prepared, run.progress
-    layout = prepared.layout
     units = {u.owner: u for u in prepared.units}
-    collector = Collector(prepared.board, prepared.sketches, run.steps, layout, prepared.discovery.by_sketch, run.view,
+    collector = Collector(prepared.targets, run.steps, run.view,
                           on_stage1_ok=lambda owner: stage1.store(run.store, units[owner], collector.tally.produced))
     for owner, origin in run.restored.items():
         collector.add_cached(owner, _cached_records(prepared.graph, owner), origin)
+    collector.add_skipped()
     exit_code = ExitCode.OK
     slots: dict[str, int] = {}
     try:
@@ -346,7 +415,7 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
                 # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
                 cache = run.store.spec if run.store.mode != "off" and remote is None else None
                 # Workers of our own cluster are this process: their toolchain is ours.
-                expected = fitness.Expectation.of(prepared.board.properties) if config.scheduler else None
+                expected = fitness.Expectation.of(prepared.boards[0].board.properties) if config.scheduler else None
                 runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
                            remote, expected)
     except runner.ClusterFault as exc:
@@ -360,18 +429,20 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     except KeyboardInterrupt:
         collector.finish_unfinished(SketchStatus.INTERRUPTED, "the build was interrupted before this sketch finished")
         exit_code = ExitCode.INTERRUPTED
-    if collector.tally.core_error:
-        message = f"the Arduino core failed to compile: {collector.tally.core_error}; see {layout.core_log}"
-        progress(f"error: {message}")
-        collector.finish_unfinished(SketchStatus.FAILED, message)
+    for built in prepared.boards:
+        error = collector.tally.core_errors.get(built.namespace)
+        if error:
+            message = f"the Arduino core failed to compile: {error}; see {built.layout.core_log}"
+            progress(f"error: {built.board_id}: {message}" if built.namespace else f"error: {message}")
+            collector.finish_unfinished(SketchStatus.FAILED, message, built.namespace)
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
-def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit], layout: Layout) -> dict[str, str]:
-    """Put every cached stage-1 unit's files in place; owner -> where they came from."""
+def _restore_stage1(store: Cache, units: Sequence[fingerprint.Unit]) -> dict[str, str]:
+    """Put every cached stage-1 unit's files in place (its board's OUT/stage1); owner -> where they came from."""
     restored = {}
     for unit in units:
-        found = stage1.restore(store, unit, os.path.join(layout.out, "stage1"))
+        found = stage1.restore(store, unit, os.path.join(unit.cwd, "stage1"))
         if found is not None:
             restored[unit.owner] = f"{found[0].layer} {found[1]}"
     return restored
@@ -392,13 +463,16 @@ def _cache_state(store: Cache, units: Sequence[fingerprint.Unit], restored: Mapp
 
 
 def print_table(report: BuildReport) -> None:
-    sys.stdout.write(results.format_table(report.sketches))
+    sys.stdout.write(results.format_table(report.sketches, several_boards=len(report.boards) > 1))
     print_summary(report)
 
 
 def print_summary(report: BuildReport) -> None:
     out = sys.stdout
-    ok = sum(r.status == SketchStatus.OK for r in report.sketches)
     total = next(p.seconds for p in report.phases if p.name == "total")
-    out.write(f"{len(report.sketches)} sketches for {report.board}: {ok} ok, {len(report.sketches) - ok} not ok "
+    counts = {status: sum(r.status == status for r in report.sketches) for status in SketchStatus}
+    skipped = f", {counts[SketchStatus.SKIPPED]} skipped" if counts[SketchStatus.SKIPPED] else ""
+    not_ok = len(report.sketches) - counts[SketchStatus.OK] - counts[SketchStatus.SKIPPED]
+    what = report.board or f"{len(report.boards)} boards"
+    out.write(f"{len(report.sketches)} sketches for {what}: {counts[SketchStatus.OK]} ok, {not_ok} not ok{skipped} "
               f"in {total:.1f} s\n")

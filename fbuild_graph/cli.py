@@ -72,10 +72,17 @@ def _install_args(p: argparse.ArgumentParser) -> None:
 def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> None:
     p.add_argument("sketches", nargs="+", metavar="SKETCH",
                    help="sketch folder, .ino file, or folder searched recursively for sketches")
-    p.add_argument("--board", "-b", required=True,
-                   help="short board name (uno, nano, mega, leonardo) or FQBN such as arduino:avr:mega:cpu=atmega2560")
+    p.add_argument("--board", "-b", action="append", default=[],
+                   help="short board name (uno, nano, mega, leonardo) or FQBN such as arduino:avr:mega:cpu=atmega2560; "
+                   "repeat it to build every sketch for every board in one run")
+    p.add_argument("--boards", metavar="FILE",
+                   help="more boards, one FQBN or short name a line (# starts a comment)")
+    p.add_argument("--exclude", action="append", default=[], metavar="BOARD:GLOB",
+                   help="do not build the sketches matching GLOB (id, name or path) for the boards matching BOARD; "
+                   "they are reported as skipped (repeatable), e.g. --exclude 'uno:*USB*' or --exclude '*:Blink'")
     if out:
-        p.add_argument("--out", "-o", help="output folder (default .fbuild-graph/BOARD)")
+        p.add_argument("--out", "-o", help="output folder (default .fbuild-graph/BOARD; for several boards, "
+                       ".fbuild-graph/BOARD+BOARD...; each board's targets then go in OUT/BOARD/)")
     _install_args(p)
     p.add_argument("--library-dir", action="append", default=[], metavar="DIR",
                    help="add user libraries: a folder of libraries or one library's root (repeatable)")
@@ -109,12 +116,14 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> 
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="fbuild-graph", description="Build many Arduino sketches for one board: the framework "
-                  "once, then every sketch in parallel, on a Dask graph.")
+    top = _Parser(prog="fbuild-graph", description="Build many Arduino sketches for one or more boards: each "
+                  "board's framework once, then every sketch for every board in parallel, on one Dask graph.")
     top.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    many = sub.add_parser("compile-many", help="build sketches for one board",
-                          description="Build every sketch for one board. Exit 0: all built; 1: a sketch failed; "
+    many = sub.add_parser("compile-many", help="build sketches for one or more boards",
+                          description="Build every sketch for every board given. Skipped targets (a sketch's "
+                          ".BOARD.test.skip or .test.only markers, a library's architectures=, --exclude) are "
+                          "reported, not failed. Exit 0: all built; 1: a sketch failed; "
                           "2: usage or configuration error; 3: superseded by a newer run of --group; "
                           "130: interrupted.")
     _build_args(many, jobs=True)
@@ -206,12 +215,29 @@ def _config(args: argparse.Namespace) -> Config:
             extra[name] = getattr(args, name)
     if getattr(args, "max_bundle_size", None):
         extra["max_bundle_bytes"] = parse_size(args.max_bundle_size, "--max-bundle-size")
-    return Config(board=args.board, sketches=tuple(args.sketches), out=getattr(args, "out", None),
+    return Config(boards=_boards_named(args), excludes=tuple(args.exclude), sketches=tuple(args.sketches), out=getattr(args, "out", None),
                   hardware=tuple(args.hardware), tools=tuple(args.tools), library_dirs=tuple(args.library_dir),
                   build_properties=dict(args.build_property), scheduler=scheduler,
                   cache_layers=tuple(getattr(args, "cache_ro", ())), cache_trust=tuple(getattr(args, "trust", ())),
                   ccache=not getattr(args, "no_ccache", False),
                   **extra)
+
+
+def _boards_named(args: argparse.Namespace) -> tuple[str, ...]:
+    """--board, then the lines of --boards FILE: at least one."""
+    named = list(args.board)
+    if args.boards:
+        try:
+            with open(args.boards, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FbuildError(f"--boards {args.boards}: cannot read it ({getattr(exc, 'strerror', None) or exc}); "
+                              "pass a text file with one FQBN a line") from None
+        named += [line.partition("#")[0].strip() for line in lines if line.partition("#")[0].strip()]
+    if not named:
+        raise FbuildError("no board given: pass --board NAME (e.g. --board uno) or --boards FILE "
+                          "(`fbuild-graph boards` lists them)")
+    return tuple(named)
 
 
 def _interrupt(signum, frame):
@@ -283,8 +309,9 @@ def _graph(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(export.to_json(prepared.graph))
     else:
-        with lock.holding(prepared.layout.out):  # the export preprocesses the sketches into it
-            prepared.answers.save()
+        with lock.holding(prepared.out):  # the export preprocesses the sketches into it
+            for built in prepared.boards:
+                built.answers.save()
             sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
     return 0
 

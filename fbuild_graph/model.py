@@ -66,42 +66,54 @@ class OwnerKind(StrEnum):
 
 @frozen
 class Owner:
-    """What an action's failure is charged to: the core, one library, or one sketch. Written `core`,
-    `lib:NAME` or `sketch:ID` wherever it is stored (Action.owner, tasks.tsv, the steps' keys), and read back
-    only through `parse`."""
+    """What an action's failure is charged to: the core, one library, or one sketch, of one board. Written
+    `core`, `lib:NAME` or `sketch:ID` wherever it is stored (Action.owner, the steps' keys), prefixed with
+    `BOARD/` in a build for several boards (`board` is then the board's id, unique in the run; it is empty in
+    a single-board build, whose owners read as they always have), and read back only through `parse`.
+    Neither a board id nor a kind holds `/` or `:`, so the first `:` ends the kind whatever the name holds."""
 
     kind: OwnerKind
     name: str = ""
+    board: str = ""
 
     def __str__(self) -> str:
-        return str(self.kind) if self.kind == OwnerKind.CORE else f"{self.kind}:{self.name}"
+        own = str(self.kind) if self.kind == OwnerKind.CORE else f"{self.kind}:{self.name}"
+        return f"{self.board}/{own}" if self.board else own
 
     @classmethod
     def parse(cls, text: str) -> "Owner":
-        kind, _, name = text.partition(":")
-        return cls(OwnerKind(kind), name)
+        head, _, name = text.partition(":")
+        board, _, kind = head.rpartition("/")
+        return cls(OwnerKind(kind), name, board)
 
     @classmethod
-    def library(cls, name: str) -> "Owner":
-        return cls(OwnerKind.LIBRARY, name)
+    def core(cls, board: str = "") -> "Owner":
+        return cls(OwnerKind.CORE, "", board)
 
     @classmethod
-    def sketch(cls, sketch_id: str) -> "Owner":
-        return cls(OwnerKind.SKETCH, sketch_id)
+    def library(cls, name: str, board: str = "") -> "Owner":
+        return cls(OwnerKind.LIBRARY, name, board)
+
+    @classmethod
+    def sketch(cls, sketch_id: str, board: str = "") -> "Owner":
+        return cls(OwnerKind.SKETCH, sketch_id, board)
 
 
-CORE = str(Owner(OwnerKind.CORE))
+CORE = str(Owner.core())
 
 
 class SketchStatus(StrEnum):
-    """What became of a sketch (SketchResult.status). NOT_BUILT: the cluster could no longer run its work
-    (the scheduler was lost, or no worker offers a resource it needs); that says nothing about the sketch."""
+    """What became of a sketch for a board (SketchResult.status). NOT_BUILT: the cluster could no longer run
+    its work (the scheduler was lost, or no worker offers a resource it needs); that says nothing about the
+    sketch. SKIPPED: the sketch does not build for that board by its own markers, its libraries'
+    `architectures=` or --exclude (see targets.py); nothing of it ran."""
 
     OK = "ok"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
     NOT_BUILT = "not built"
+    SKIPPED = "skipped"
 
 
 @frozen
@@ -279,8 +291,10 @@ class StepResult:
 
 @frozen
 class SketchResult:
-    """One line of the result map. `status`: a SketchStatus (cancelled: superseded). Sizes are
-    bytes; `None` when the build stopped before the size step."""
+    """One line of the result map: a target, one sketch built for one board. `status`: a SketchStatus
+    (cancelled: superseded). Sizes are bytes; `None` when the build stopped before the size step. `board` is
+    the board's FQBN with its menus, `board_id` its id in this run (the folder its targets are in when a
+    build has several boards); `id` is unique among one board's targets."""
 
     sketch: str
     id: str
@@ -295,17 +309,21 @@ class SketchResult:
     ram_max: Optional[int] = None
     error: Optional[str] = None
     artifacts: tuple[str, ...] = ()
+    board: str = ""
+    board_id: str = ""
 
 
 @frozen
 class Phase:
-    """A span of the run, in seconds since the build started."""
+    """A span of the run, in seconds since the build started; `board` names the board id of a phase done
+    once per board (discover, libraries, plan), empty for the run's own phases."""
 
     name: str
     start: float
     stop: float
     cache_key: str = ""
     cache: str = ""
+    board: str = ""
 
     @property
     def seconds(self) -> float:
@@ -318,7 +336,8 @@ class BuildReport:
     many actions of each resource class could run at once (the workers' resources; empty when nothing ran
     on a cluster), which is what a timeline's idle share is measured against. `library_detection`: how many
     preprocessor runs library detection made (`preprocessor_runs`) and how many answers it took from the
-    output folder's includes.cache instead (`answers_reused`)."""
+    output folder's includes.cache instead (`answers_reused`). `board` is the FQBN of a single-board build
+    (empty for several); `boards` lists every FQBN the run built for."""
 
     board: str
     exit_code: int
@@ -329,6 +348,7 @@ class BuildReport:
     sketches: tuple[SketchResult, ...]
     slots: dict[str, int] = attrs.field(factory=dict)
     library_detection: dict[str, int] = attrs.field(factory=dict)
+    boards: tuple[str, ...] = ()
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:

@@ -65,6 +65,77 @@ class Build:
         self.tasks = read_tsv(out / "tasks.tsv")
 
 
+def write_build_folder(out: Path, phases: list[dict], tasks: list[dict], report: dict) -> Path:
+    """A build's output folder written by hand, for readers of it (analysis, report, notebooks) to be tested on
+    a build no engine can make yet, or no longer makes: each TSV's columns are its first row's keys."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("phases.tsv", phases), ("tasks.tsv", tasks)):
+        with open(out / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    (out / "results.json").write_text(json.dumps(report))
+    return out
+
+
+def write_matrix_build(out: Path, board_columns: bool = True) -> Path:
+    """A two-board build (uno, mega) that built the sketch Blink for both and Fade for the mega, written by
+    hand. Times are multiples of 1/16 s, so sums of them are exact. uno: core 1 s (framework), Blink 0.5 + 0.25
+    s, ok; a cached library archive. mega: core 2 s, Blink 0.75 + 0.25 s, its link failed; Fade skipped. With
+    `board_columns` False: the uno half alone, as a build from before the board matrix wrote it (no board
+    column in either TSV, no board in results.json)."""
+    def task(board, key, kind, sketch, resource, start, stop, status="ok", after=()):
+        ran = start is not None
+        return {"key": f"{board}/{key}", "kind": kind, "sketch": sketch, "board": board, "resource": resource,
+                "worker": resource if ran else "", "start": start if ran else "", "stop": stop if ran else "",
+                "seconds": stop - start if ran else "", "status": status,
+                "after": "|".join(f"{board}/{k}" for k in after)}
+
+    def phase(name, board, start, stop):
+        return {"phase": name, "board": board, "start": start, "stop": stop, "seconds": stop - start,
+                "cache_key": "", "cache": ""}
+
+    def sketch(board, id, status, seconds, error=""):
+        return {"id": id, "board": f"arduino:avr:{board}", "board_id": board, "status": status,
+                "seconds": seconds, "error": error}
+
+    boards = ("uno", "mega") if board_columns else ("uno",)
+    # Each board is discovered and planned in turn: the mega's plan ends the start-up, at 0.5 s.
+    planning = [(name, board) for board in boards for name in ("discover", "libraries", "plan")]
+    last = 3.75 if board_columns else 1.75
+    phases = [phase("import", "", 0.0, 0.125),
+              *(phase(name, board, 0.125 + 0.0625 * n, 0.1875 + 0.0625 * n)
+                for n, (name, board) in enumerate(planning)),
+              phase("stage1_archives", "", 0.5, 3.5 if board_columns else 1.5),
+              phase("stage2_sketches", "", 0.5, last),
+              phase("total", "", 0.0, last + 0.25)]
+    tasks = [task("uno", "core/core.a", "archive", "", "framework", 0.5, 1.5),
+             task("uno", "lib/Wire/Wire.a", "archive", "", "framework", None, None, status="cached"),
+             task("uno", "sketch/Blink/compile", "compile", "Blink", "sketch", 0.5, 1.0),
+             task("uno", "sketch/Blink/link", "link", "Blink", "sketch", 1.5, 1.75,
+                  after=("core/core.a", "sketch/Blink/compile")),
+             task("mega", "sketch/Blink/compile", "compile", "Blink", "sketch", 1.0, 1.75),
+             task("mega", "core/core.a", "archive", "", "framework", 1.5, 3.5),
+             task("mega", "sketch/Blink/link", "link", "Blink", "sketch", 3.5, 3.75, status="failed",
+                  after=("core/core.a", "sketch/Blink/compile"))]
+    sketches = [sketch("uno", "Blink", "ok", 1.25), sketch("mega", "Blink", "failed", 2.75, "link failed"),
+                sketch("mega", "Fade", "skipped", 0.0, "does not fit the mega's flash")]
+    report = {"boards": [f"arduino:avr:{b}" for b in boards], "slots": {"framework": 1, "sketch": 2},
+              "sketches": [s for s in sketches if s["board_id"] in boards]}
+    tasks = [t for t in tasks if t["board"] in boards]
+    if not board_columns:
+        del report["boards"]
+        for row in (*phases, *tasks, *report["sketches"]):
+            for column in ("board", "board_id"):
+                row.pop(column, None)
+    return write_build_folder(out, phases, tasks, report)
+
+
+# The per-board table (report.board_table) of write_matrix_build's build, split into cells.
+MATRIX_BOARD_ROWS = [["uno", "1", "1", "0", "0", "1.0000", "0.7500", "1.2500", "36.8%"],
+                     ["mega", "2", "0", "1", "1", "2.0000", "1.0000", "2.7500", "63.2%"]]
+
+
 FRAMEWORK_JOBS, SKETCH_JOBS = 1, 2
 
 

@@ -1,13 +1,15 @@
-"""analysis.py on a real build: what each action waited for, the critical path, stage and slot shares."""
+"""analysis.py on a real build: what each action waited for, the critical path, stage and slot shares; and on
+a board matrix's folder written by hand, and one from before the board matrix."""
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import FRAMEWORK_JOBS, SKETCH_JOBS, Build, needs_toolchain
+from conftest import FRAMEWORK_JOBS, SKETCH_JOBS, Build, write_matrix_build
 from fbuild_graph.analysis import analysis
+from fbuild_graph.analysis.analysis import BoardWork
 
-pytestmark = needs_toolchain
+# No module-wide needs_toolchain: the real build's tests skip through big_build; the hand-written ones need none.
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +77,54 @@ def test_lanes_never_put_two_overlapping_actions_on_one_slot(build: analysis.Bui
 
 def test_sketch_work_counts_only_that_sketchs_actions(build: analysis.Build, big_build: Build):
     work = analysis.sketch_work(build)
+    # One board: its id, or "" from an engine that writes no board column yet.
+    board = next(t.get("board", "") for t in big_build.tasks if t["sketch"] == "master_reader")
     reader = sum(float(t["seconds"]) for t in big_build.tasks if t["sketch"] == "master_reader" and t["seconds"])
-    assert work["master_reader"] == pytest.approx(reader, abs=1e-3)
-    assert "syntax_error" in work and "core" not in work
+    assert work[board, "master_reader"] == pytest.approx(reader, abs=1e-3)
+    assert (board, "syntax_error") in work and all(sketch for _, sketch in work)
+
+
+@pytest.fixture
+def matrix(tmp_path) -> analysis.Build:
+    return analysis.load(write_matrix_build(tmp_path / "matrix"))
+
+
+def test_one_sketch_on_two_boards_is_two_targets(matrix: analysis.Build):
+    assert matrix.statuses == {("uno", "Blink"): "ok", ("mega", "Blink"): "failed", ("mega", "Fade"): "skipped"}
+    assert matrix.sketch_seconds == {("uno", "Blink"): 1.25, ("mega", "Blink"): 2.75, ("mega", "Fade"): 0.0}
+    assert analysis.sketch_work(matrix) == {("uno", "Blink"): 0.75, ("mega", "Blink"): 1.0}
+
+
+def test_actions_and_per_board_phases_carry_their_board(matrix: analysis.Build):
+    assert {t.key: t.board for t in matrix.tasks}["mega/core/core.a"] == "mega"
+    assert [p.label for p in matrix.phases if p.name == "discover"] == ["discover uno", "discover mega"]
+    assert {p.board for p in matrix.phases if p.name in ("import", "stage1_archives", "total")} == {""}
+    # The mega's plan ends the start-up; the uno's, at 0.3125 s, does not.
+    assert matrix.startup == 0.5
+    shares = analysis.stage_shares(matrix)
+    assert shares["plan uno"] == shares["plan mega"] == 0.0625 / 4.0
+
+
+def test_per_board_counts_each_boards_targets_and_work(matrix: analysis.Build):
+    # All actions ran 4.75 s: the uno's 1 + 0.75, the mega's 2 + 1. The cached archive counts for nothing.
+    assert analysis.per_board(matrix) == [
+        BoardWork("uno", targets=1, ok=1, failed=0, skipped=0, stage1=1.0, stage2=0.75, start=0.5, stop=1.75,
+                  share=1.75 / 4.75),
+        BoardWork("mega", targets=2, ok=0, failed=1, skipped=1, stage1=2.0, stage2=1.0, start=1.0, stop=3.75,
+                  share=3.0 / 4.75)]
+    assert [b.span for b in analysis.per_board(matrix)] == [1.25, 2.75]
+
+
+def test_a_folder_from_before_the_board_matrix_reads_as_one_board_without_an_id(tmp_path):
+    out = write_matrix_build(tmp_path / "old", board_columns=False)
+    assert "board" not in (out / "tasks.tsv").read_text().split("\n", 1)[0].split("\t")
+    build = analysis.load(out)
+    assert {t.board for t in build.tasks} == {""} and {p.board for p in build.phases} == {""}
+    assert build.statuses == {("", "Blink"): "ok"}
+    assert analysis.sketch_work(build) == {("", "Blink"): 0.75}
+    assert build.startup == 0.3125
+    assert analysis.per_board(build) == [BoardWork("", targets=1, ok=1, failed=0, skipped=0, stage1=1.0, stage2=0.75,
+                                                   start=0.5, stop=1.75, share=1.0)]
 
 
 def test_the_ideal_is_bounded_by_the_busiest_class_and_by_all_slots_together():

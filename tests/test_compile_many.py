@@ -121,11 +121,12 @@ def test_phases_tsv_has_the_phases_and_the_cache_key(big_build: Build):
 
 
 def test_tasks_tsv_has_a_row_per_action(big_build: Build):
-    assert list(big_build.tasks[0]) == ["key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds",
-                                         "status", "after"]
+    assert list(big_build.tasks[0]) == ["key", "kind", "sketch", "board", "resource", "worker", "start", "stop",
+                                         "seconds", "status", "after"]
     rows = {t["key"]: t for t in big_build.tasks}
     link = rows["sketch/master_reader/link"]
     assert link["kind"] == "link" and link["sketch"] == "master_reader" and link["resource"] == "sketch"
+    assert {t["board"] for t in big_build.tasks} == {"uno"}
     assert link["status"] == "ok" and float(link["stop"]) > float(link["start"])
     assert rows["sketch/uses_broken/link"]["status"] == "skipped"
     kinds = {t["kind"] for t in big_build.tasks}

@@ -18,8 +18,9 @@ from fbuild_graph.execution import runner
 from fbuild_graph.caches import signature
 from fbuild_graph.outputs.collect import Collector
 from fbuild_graph.planning.layout import Layout
-from fbuild_graph.model import FRAMEWORK, SKETCH, Action, Board, Sketch, SketchStatus
+from fbuild_graph.model import FRAMEWORK, SKETCH, Action, Board, Owner, Sketch, SketchStatus
 from fbuild_graph.outputs.tally import Tally
+from fbuild_graph.planning.targets import Target
 
 BOARD = Board(fqbn="test:avr:board", name="Test", platform_path="/nonexistent", properties={
     "recipe.size.regex": r"^\.text\s+(\d+)", "recipe.size.regex.data": r"^\.data\s+(\d+)",
@@ -120,6 +121,15 @@ def _world(root: Path, libs: dict[str, str], sketches: dict[str, list[str]]):
     return layout, found, graph.from_actions(actions)
 
 
+def _targets(sketches, layout, board=BOARD, namespace=""):
+    return [Target(sketch=sk, board=board, board_id=namespace or "board", layout=layout, namespace=namespace)
+            for sk in sketches]
+
+
+def _by_id(collector: Collector, namespace: str = "") -> dict:
+    return {Owner.parse(owner).name: r for owner, r in collector.results.items() if Owner.parse(owner).board == namespace}
+
+
 class Quiet:
     def stage1_done(self, *args) -> None:
         pass
@@ -144,10 +154,10 @@ FAILURES = {"typo.ino": "typo/typo.ino:3:1: error: expected ';' before '}' token
 def test_each_sketch_gets_its_own_outcome_from_the_tally(tmp_path):
     layout, sketches, dag = _world(tmp_path, LIBS, SKETCHES)
     fake = FakeCommandRunner(fail=FAILURES, sizes={"huge": 40000})
-    collector = Collector(BOARD, sketches, steps := plan.steps(dag, 1, 2), layout, {}, Quiet())
+    collector = Collector(_targets(sketches, layout), steps := plan.steps(dag, 1, 2), Quiet())
     for result in _run_in_order(steps, fake):
         assert collector.on_result(result)
-    by_id = collector.results
+    by_id = _by_id(collector)
     assert by_id["fine"].status == SketchStatus.OK and by_id["fine"].artifacts == ("firmware.elf", "firmware.hex")
     assert Path(layout.sketch_dir("fine"), "firmware.hex").read_text() == "made by sketch/fine/hex\n"
     assert by_id["typo"].status == "failed" and by_id["typo"].error == FAILURES["typo.ino"]
@@ -163,18 +173,36 @@ def test_each_sketch_gets_its_own_outcome_from_the_tally(tmp_path):
 def test_a_broken_core_fails_every_sketch_with_its_message(tmp_path):
     layout, sketches, dag = _world(tmp_path, {}, {"a": [], "b": []})
     fake = FakeCommandRunner(fail={"wiring.c": "wiring.c:9:1: error: stray '@'"})
-    tally = Tally(BOARD, sketches, steps := plan.steps(dag, 1, 1), layout)
+    tally = Tally(_targets(sketches, layout), steps := plan.steps(dag, 1, 1))
     done = [d for result in _run_in_order(steps, fake) for d in tally.add(result)]
-    assert tally.core_error == "wiring.c:9:1: error: stray '@'"
-    assert {d.sketch.id: d.error for d in done if hasattr(d, "sketch")} == {
+    assert tally.core_errors == {"": "wiring.c:9:1: error: stray '@'"} and tally.every_core_failed
+    assert {d.target.sketch.id: d.error for d in done if hasattr(d, "target")} == {
         sk: f"the core failed to compile; see {layout.core_log}" for sk in ("a", "b")}
     assert not [argv for argv in fake.commands if argv[0] in ("ld", "ar")]  # nothing links a broken core
+
+
+def test_a_broken_core_fails_only_the_targets_of_its_own_board(tmp_path):
+    worlds = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        worlds[name] = _world(tmp_path / name, {"Good": "good.cpp"}, {"x": ["Good"], "y": []})
+    dag = graph.from_actions(graph.within(action, name) for name, (_, _, board_dag) in worlds.items()
+                             for action in graph.actions_of(board_dag))
+    fake = FakeCommandRunner(fail={"b/src/wiring.c": "wiring.c:9:1: error: stray '@'"})
+    collector = Collector([t for name, (layout, found, _) in worlds.items() for t in _targets(found, layout, namespace=name)],
+                          steps := plan.steps(dag, 1, 2), Quiet())
+    assert all(collector.on_result(result) for result in _run_in_order(steps, fake))  # board a still links
+    assert {r.status for r in _by_id(collector, "a").values()} == {"ok"}
+    assert {sk: r.error for sk, r in _by_id(collector, "b").items()} == {
+        sk: f"the core failed to compile; see {worlds['b'][0].core_log}" for sk in ("x", "y")}
+    links = [argv for argv in fake.commands if argv[0] == "ld"]
+    assert len(links) == 2 and all(str(tmp_path / "a") in argv[2] for argv in links)
 
 
 def test_an_interrupted_run_gives_every_unfinished_sketch_a_result(tmp_path):
     layout, sketches, dag = _world(tmp_path, {}, {"done": [], "never": []})
     steps = plan.steps(dag, 1, 1)
-    collector = Collector(BOARD, sketches, steps, layout, {}, Quiet())
+    collector = Collector(_targets(sketches, layout), steps, Quiet())
     fake = FakeCommandRunner()
     results = {}
     for step in steps:
@@ -183,8 +211,8 @@ def test_an_interrupted_run_gives_every_unfinished_sketch_a_result(tmp_path):
         results[step.key] = execute.run_step(step, *(results[d] for d in step.deps), commands=fake)
         collector.on_result(results[step.key])
     collector.finish_unfinished(SketchStatus.INTERRUPTED, "interrupted")
-    assert collector.results["never"].status == "interrupted"
-    assert "# interrupted: interrupted" in Path(collector.results["never"].log).read_text()
+    assert _by_id(collector)["never"].status == "interrupted"
+    assert "# interrupted: interrupted" in Path(_by_id(collector)["never"].log).read_text()
 
 
 def test_a_killed_tool_cancels_its_sketch(tmp_path):
@@ -194,10 +222,10 @@ def test_a_killed_tool_cancels_its_sketch(tmp_path):
     def killed_on_link(action, cancelled):
         return (None, "# killed: the run was superseded\n") if action.kind == "link" else FakeCommandRunner()(action, cancelled)
 
-    collector = Collector(BOARD, sketches, steps, layout, {}, Quiet())
+    collector = Collector(_targets(sketches, layout), steps, Quiet())
     for result in _run_in_order(steps, killed_on_link):
         collector.on_result(result)
-    assert collector.results["s"].status == "cancelled"
+    assert _by_id(collector)["s"].status == "cancelled"
 
 
 def test_the_scheduler_holds_both_limits_with_real_dask(tmp_path):
@@ -205,7 +233,7 @@ def test_the_scheduler_holds_both_limits_with_real_dask(tmp_path):
                                    {f"s{i}": [f"L{i % 4}"] for i in range(8)})
     steps = plan.steps(dag, 1, 2)
     fake = FakeCommandRunner(seconds=0.05)
-    collector = Collector(BOARD, sketches, steps, layout, {}, Quiet())
+    collector = Collector(_targets(sketches, layout), steps, Quiet())
     with runner.cluster(1, 2) as client:
         runner.run(client, steps, collector.on_result, None, commands=fake)
     assert {r.status for r in collector.results.values()} == {"ok"}

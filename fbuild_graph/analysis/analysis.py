@@ -25,13 +25,15 @@ CLOCK_SLACK = 0.002  # seconds
 
 @frozen
 class Task:
-    """One tasks.tsv row. `start`/`stop` are seconds since the build began, None for an action that did not
-    run (cached, up to date, skipped), and `seconds` its duration as recorded (0 if it did not run; not
-    stop - start, which the TSV's rounding would move by up to 0.1 ms); `after` are the actions it waited for."""
+    """One tasks.tsv row. `board` is the board id the action builds for ("" in a folder from before the board
+    matrix). `start`/`stop` are seconds since the build began, None for an action that did not run (cached, up
+    to date, skipped), and `seconds` its duration as recorded (0 if it did not run; not stop - start, which the
+    TSV's rounding would move by up to 0.1 ms); `after` are the actions it waited for."""
 
     key: str
     kind: str
     sketch: str
+    board: str
     resource: str
     worker: str
     status: str
@@ -47,7 +49,11 @@ class Task:
 
 @frozen
 class PhaseRow:
+    """One phases.tsv row. `board` is the board id of a phase recorded once per board (discover, libraries,
+    plan), "" for a phase of the whole run and in a folder from before the board matrix."""
+
     name: str
+    board: str
     start: float
     stop: float
     cache: str
@@ -56,18 +62,25 @@ class PhaseRow:
     def seconds(self) -> float:
         return self.stop - self.start
 
+    @property
+    def label(self) -> str:
+        """The phase's name, with its board when it has one: a board matrix records `discover` once per board."""
+        return f"{self.name} {self.board}" if self.board else self.name
+
 
 @frozen
 class Build:
     """One build's record. `slots`: resource class -> actions that could run at once; `sketch_seconds`:
-    sketch id -> its time from results.json; `statuses`: sketch id -> ok / failed / ..."""
+    target -> its time from results.json; `statuses`: target -> ok / failed / skipped / ... A target is
+    (board id, sketch id): a board matrix builds one sketch id once per board (board id "" in a folder from
+    before it)."""
 
     folder: str
     phases: tuple[PhaseRow, ...]
     tasks: tuple[Task, ...]
     slots: dict[str, int]
-    sketch_seconds: dict[str, float]
-    statuses: dict[str, str]
+    sketch_seconds: dict[tuple[str, str], float]
+    statuses: dict[tuple[str, str], str]
 
     @property
     def wall(self) -> float:
@@ -79,7 +92,9 @@ class Build:
 
     @property
     def startup(self) -> float:
-        """When the fixed start-up ended (an up-to-date build starts no cluster: then with discovery)."""
+        """When the fixed start-up ended (an up-to-date build starts no cluster: then with discovery). A board
+        matrix records discover, libraries and plan once per board: start-up ends with the last of them to
+        stop, whichever board's it is."""
         return max((p.stop for p in self.phases if p.name in STARTUP), default=0.0)
 
 
@@ -118,18 +133,24 @@ def read_tsv(path: str) -> list[dict[str, str]]:
 
 def load(folder: str) -> Build:
     folder = str(folder)
-    phases = tuple(PhaseRow(p["phase"], float(p["start"]), float(p["stop"]), p.get("cache", ""))
+    """A build's output folder; one written before the board matrix (no board columns) reads with board ""."""
+    folder = str(folder)
+    phases = tuple(PhaseRow(p["phase"], p.get("board", ""), float(p["start"]), float(p["stop"]), p.get("cache", ""))
                    for p in read_tsv(os.path.join(folder, "phases.tsv")))
-    tasks = tuple(Task(key=t["key"], kind=t["kind"], sketch=t["sketch"], resource=t["resource"], worker=t["worker"],
-                       status=t["status"], start=_float(t["start"]), stop=_float(t["stop"]),
-                       seconds=_float(t["seconds"]) or 0.0,
+    tasks = tuple(Task(key=t["key"], kind=t["kind"], sketch=t["sketch"], board=t.get("board", ""),
+                       resource=t["resource"], worker=t["worker"], status=t["status"], start=_float(t["start"]),
+                       stop=_float(t["stop"]), seconds=_float(t["seconds"]) or 0.0,
                        after=tuple(k for k in t.get("after", "").split("|") if k))
                   for t in read_tsv(os.path.join(folder, "tasks.tsv")))
     report = _results(os.path.join(folder, "results.json"))
     sketches = report.get("sketches", [])
     return Build(folder=folder, phases=phases, tasks=tasks, slots=dict(report.get("slots") or {}),
-                 sketch_seconds={s["id"]: s["seconds"] for s in sketches},
-                 statuses={s["id"]: s["status"] for s in sketches})
+                 sketch_seconds={_target(s): s["seconds"] for s in sketches},
+                 statuses={_target(s): s["status"] for s in sketches})
+
+
+def _target(sketch: dict) -> tuple[str, str]:
+    return sketch.get("board_id", ""), sketch["id"]
 
 
 def _float(cell: str) -> Optional[float]:
@@ -197,7 +218,7 @@ def path_shares(build: Build, path: Sequence[Task]) -> dict[str, float]:
 def stage_shares(build: Build) -> dict[str, float]:
     """Share of the wall time each phase of phases.tsv held (stages may overlap, so shares need not add to 1)."""
     wall = build.wall
-    return {p.name: p.seconds / wall for p in build.phases if p.name != "total" and wall > 0}
+    return {p.label: p.seconds / wall for p in build.phases if p.name != "total" and wall > 0}
 
 
 def slot_use(build: Build) -> list[SlotUse]:
@@ -224,13 +245,56 @@ def lanes(tasks: Sequence[Task]) -> dict[str, tuple[str, int]]:
     return rows
 
 
-def sketch_work(build: Build) -> dict[str, float]:
-    """Sketch id -> seconds its own actions ran (preprocess, compiles, link, objcopy, size)."""
-    work: dict[str, float] = {}
+def sketch_work(build: Build) -> dict[tuple[str, str], float]:
+    """Target (board id, sketch id) -> seconds its own actions ran (preprocess, compiles, link, objcopy, size)."""
+    work: dict[tuple[str, str], float] = {}
     for t in build.ran:
         if t.sketch:
-            work[t.sketch] = work.get(t.sketch, 0.0) + t.seconds
+            work[t.board, t.sketch] = work.get((t.board, t.sketch), 0.0) + t.seconds
     return work
+
+
+@frozen
+class BoardWork:
+    """One board of a build. `failed` counts every target neither ok nor skipped (failed, not built,
+    cancelled, interrupted): none of them left a firmware. `stage1`/`stage2` are the seconds its framework and
+    sketch actions ran; `start`/`stop` the first start and last stop of its actions (None if none ran);
+    `share` its part of the seconds all actions of the build ran, which says which board the slots spent
+    their time on."""
+
+    board: str
+    targets: int
+    ok: int
+    failed: int
+    skipped: int
+    stage1: float
+    stage2: float
+    start: Optional[float]
+    stop: Optional[float]
+    share: float
+
+    @property
+    def span(self) -> float:
+        return self.stop - self.start if self.start is not None else 0.0
+
+
+def per_board(build: Build) -> list[BoardWork]:
+    """One record per board, in order of first appearance (tasks.tsv, then results.json for a board none of
+    whose actions were recorded); a folder from before the board matrix gives one, board ""."""
+    ran = build.ran
+    total = sum(t.seconds for t in ran)
+    boards = dict.fromkeys([*(t.board for t in build.tasks), *(board for board, _ in build.statuses)])
+    return [_board_work(board, [t for t in ran if t.board == board],
+                        [s for (b, _), s in build.statuses.items() if b == board], total) for board in boards]
+
+
+def _board_work(board: str, ran: Sequence[Task], statuses: Sequence[str], total: float) -> BoardWork:
+    ok, skipped = statuses.count("ok"), statuses.count("skipped")
+    return BoardWork(board=board, targets=len(statuses), ok=ok, failed=len(statuses) - ok - skipped,
+                     skipped=skipped, stage1=sum(t.seconds for t in ran if t.resource == FRAMEWORK),
+                     stage2=sum(t.seconds for t in ran if t.resource == SKETCH),
+                     start=min((t.start for t in ran), default=None), stop=max((t.stop for t in ran), default=None),
+                     share=sum(t.seconds for t in ran) / total if total > 0 else 0.0)
 
 
 def slowest(build: Build, n: int) -> list[Task]:

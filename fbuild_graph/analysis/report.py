@@ -1,7 +1,8 @@
 """`fbuild-graph report BUILD_DIR`: where the time went, from phases.tsv and tasks.tsv, for a terminal.
 
-Reads only the TSVs (their column names are the contract with notebooks and benchmarks), so it works on
-the output of any build, local or on a cluster, and on a copy of them taken from a CI artifact.
+Reads only the build's output files (the TSVs' column names are the contract with notebooks and benchmarks;
+results.json adds the per-board targets' outcomes), so it works on the output of any build, local or on a
+cluster, and on a copy of them taken from a CI artifact.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ SLOWEST = 10
 def text(build_dir: str) -> str:
     build = analysis.load(build_dir)
     lines = [_table(("PHASE", "START", "SECONDS", "CACHE"),
-                    [(p.name, f"{p.start:.4f}", f"{p.seconds:.4f}", p.cache) for p in build.phases])]
+                    [(p.label, f"{p.start:.4f}", f"{p.seconds:.4f}", p.cache) for p in build.phases])]
     counts: dict[str, int] = {}
     for t in build.tasks:
         counts[t.status] = counts.get(t.status, 0) + 1
@@ -26,7 +27,19 @@ def text(build_dir: str) -> str:
     lines.append(f"\nthe {len(slowest)} slowest actions:")
     lines.append(_table(("SECONDS", "KIND", "RESOURCE", "WORKER", "KEY"),
                         [(f"{t.seconds:.4f}", t.kind, t.resource, t.worker, t.key) for t in slowest]))
+    boards = analysis.per_board(build)
+    # A folder from before the board matrix has no board column: its one board would be a row without a name.
+    if any(b.board for b in boards):
+        lines.append("\nper board:")
+        lines.append(board_table(boards))
     return "\n".join(lines) + "\n"
+
+
+def board_table(boards: Sequence[analysis.BoardWork]) -> str:
+    """analysis.per_board's records as a table; the notebooks print the same one."""
+    return _table(("BOARD", "TARGETS", "OK", "FAILED", "SKIPPED", "STAGE1_S", "STAGE2_S", "SPAN_S", "SHARE"),
+                  [(b.board, b.targets, b.ok, b.failed, b.skipped, f"{b.stage1:.4f}", f"{b.stage2:.4f}",
+                    f"{b.span:.4f}", f"{b.share:.1%}") for b in boards])
 
 
 def timeline_png(build_dir: str, png: str) -> None:

@@ -145,3 +145,13 @@ def detect(sketches: Sequence[Sketch], merged: Callable[[Sketch], bytes], librar
         closure={name: close(deps[name], exclude=name) for name in used},
         choices=tuple(choices[header] for header in sorted(choices)),
     )
+
+
+def restrict(discovery: Discovery, kept: Sequence[str]) -> Discovery:
+    """What of a discovery the sketches `kept` (ids) need: a library only a skipped sketch links is not
+    built."""
+    by_sketch = {sk_id: discovery.by_sketch[sk_id] for sk_id in kept}
+    used = {name for libs in by_sketch.values() for name in libs}
+    return Discovery(libraries=tuple(lib for lib in discovery.libraries if lib.name in used), by_sketch=by_sketch,
+                     closure={name: deps for name, deps in discovery.closure.items() if name in used},
+                     choices=discovery.choices)

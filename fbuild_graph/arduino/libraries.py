@@ -277,10 +277,10 @@ def warnings(used: Iterable[Library], props: Mapping[str, str], arch: str) -> li
     """What arduino-cli says about the libraries a build uses: one declared for other architectures only
     (warnAboutArchIncompatibleLibraries, with `architecture.override_check`), and a precompiled one on a
     platform that cannot link it."""
-    archs = [arch, *(a for a in props.get("architecture.override_check", "").split(",") if a)]
+    archs = board_architectures(props, arch)
     lines = []
     for lib in used:
-        if not ("*" in lib.architectures or any(a == "*" or a in lib.architectures for a in archs)):
+        if not runs_on(lib, archs):
             lines.append(f"warning: library {lib.name} claims to run on {', '.join(lib.architectures)} "
                          f"architecture(s) and may be incompatible with your current board which runs on "
                          f"{', '.join(archs)} architecture(s).")
@@ -288,3 +288,14 @@ def warnings(used: Iterable[Library], props: Mapping[str, str], arch: str) -> li
             lines.append(f"note: the platform does not support '{LIBRARIES_LDFLAGS}' for precompiled libraries; "
                          f"{lib.name} is compiled from its sources")
     return lines
+
+
+def board_architectures(props: Mapping[str, str], arch: str) -> list[str]:
+    """The architectures a board's libraries may declare: its own and `architecture.override_check`'s."""
+    return [arch, *(a for a in props.get("architecture.override_check", "").split(",") if a)]
+
+
+def runs_on(lib: Library, archs: Sequence[str]) -> bool:
+    """Whether `architectures=` in library.properties admits one of `archs` (arduino-cli's
+    IsArchitectureIndependent / IsCompatibleWith)."""
+    return "*" in lib.architectures or any(a == "*" or a in lib.architectures for a in archs)

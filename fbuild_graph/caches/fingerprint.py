@@ -31,7 +31,7 @@ from fbuild_graph import fileio
 from fbuild_graph.caches import signature
 from fbuild_graph.planning.layout import Layout
 from fbuild_graph.arduino.detection import Discovery
-from fbuild_graph.model import FRAMEWORK, HOOK, SKETCH, Action, Board, Kind
+from fbuild_graph.model import FRAMEWORK, HOOK, SKETCH, Action, Board, Kind, Owner
 
 # The digest recorded for a listed file that does not exist (or cannot be read) now.
 ABSENT = "absent"
@@ -52,7 +52,8 @@ class Unit:
 
 
 def stage1_units(graph: nx.DiGraph, board: Board, discovery: Discovery, layout: Layout,
-                 toolchain_identity: str) -> list[Unit]:
+                 toolchain_identity: str, namespace: str = "") -> list[Unit]:
+    """The stage-1 units of one board: the owners of `namespace` (see graph.board_actions)."""
     props = board.properties
     found = {"$OUT": layout.out, "$CORE": props["build.core.path"], "$VARIANT": props.get("build.variant.path", "")}
     found.update({f"$LIB:{lib.name}": lib.root for lib in discovery.libraries})
@@ -60,7 +61,7 @@ def stage1_units(graph: nx.DiGraph, board: Board, discovery: Discovery, layout: 
     by_owner: dict[str, list[Action]] = {}
     for key in sorted(graph.nodes):
         action = graph.nodes[key]["action"]
-        if action.resource == FRAMEWORK:
+        if action.resource == FRAMEWORK and Owner.parse(action.owner).board == namespace:
             by_owner.setdefault(action.owner, []).append(action)
     if any(a.kind == HOOK for actions in by_owner.values() for a in actions):
         return []  # what stage-1 hooks write besides their output is unknown: such a stage 1 is never cached

@@ -20,11 +20,14 @@ class Lines:
         self.stream = stream
 
     def stage1_done(self, owner: str, ok: bool, seconds: float, log: str) -> None:
-        self._line("stage1", "OK" if ok else "FAIL", seconds, Owner.parse(owner).name or owner, f"log={log}")
+        parsed = Owner.parse(owner)
+        board = f"board={parsed.board}  " if parsed.board else ""
+        self._line("stage1", "OK" if ok else "FAIL", seconds, parsed.name or str(parsed.kind), f"{board}log={log}")
 
     def sketch_done(self, result: SketchResult, done: int, total: int) -> None:
         detail = result.error if result.error else f"flash={result.flash}/{result.flash_max}"
-        self._line("stage2", _word(result.status), result.seconds, result.id, f"{detail}  log={result.log}")
+        log = f"  log={result.log}" if result.log else ""
+        self._line("stage2", _word(result.status), result.seconds, result.id, f"board={result.board_id}  {detail}{log}")
 
     def _line(self, stage: str, word: str, seconds: float, name: str, detail: str) -> None:
         self.stream.write(f"[{stage}] {word:<4} ({seconds:.1f}s) {name}  {detail}\n")
@@ -59,7 +62,7 @@ class Live:
             self.progress.console.print(f"[red]stage 1: {owner} failed[/red]: see {log}")
 
     def sketch_done(self, result: SketchResult, done: int, total: int) -> None:
-        if result.status != SketchStatus.OK:
+        if result.status not in (SketchStatus.OK, SketchStatus.SKIPPED):
             self.failures += 1
         self.progress.update(self.task, completed=done, description="stage 2: sketches", failures=self.failures)
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import cattrs
 
 from fbuild_graph.fileio import write_atomic
 from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Owner, OwnerKind, Phase, SketchResult
 
-PHASE_COLUMNS = ("phase", "start", "stop", "seconds", "cache_key", "cache")
-TASK_COLUMNS = ("key", "kind", "sketch", "resource", "worker", "start", "stop", "seconds", "status", "after")
+PHASE_COLUMNS = ("phase", "board", "start", "stop", "seconds", "cache_key", "cache")
+TASK_COLUMNS = ("key", "kind", "sketch", "board", "resource", "worker", "start", "stop", "seconds", "status", "after")
 
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook(Phase, lambda p: {
     "name": p.name, "start": round(p.start, 4), "stop": round(p.stop, 4), "seconds": round(p.seconds, 4),
-    "cache_key": p.cache_key, "cache": p.cache})
+    "cache_key": p.cache_key, "cache": p.cache, "board": p.board})
 
 
 def to_json(value) -> str:
@@ -51,18 +51,19 @@ def _cell(value: object) -> str:
 
 
 def write_phases(out: str, phases: Sequence[Phase]) -> None:
-    rows = [(p.name, p.start, p.stop, p.seconds, p.cache_key, p.cache) for p in phases]
+    rows = [(p.name, p.board, p.start, p.stop, p.seconds, p.cache_key, p.cache) for p in phases]
     write_atomic(os.path.join(out, "phases.tsv"), tsv(PHASE_COLUMNS, rows))
 
 
-def write_tasks(out: str, records: Iterable[ActionRecord], t0: float, after: Mapping[str, Sequence[str]]) -> None:
+def write_tasks(out: str, records: Iterable[ActionRecord], t0: float, after: Mapping[str, Sequence[str]],
+                board_of: Callable[[str], str]) -> None:
     """One row per action that ran or was skipped; times in seconds since the build started. `after`: the
     keys of the actions each one waited for (see plan.waits_for), separated by `|`, which no portable file
-    name (and so no action key) holds."""
+    name (and so no action key) holds. `board_of(owner)`: the id of the board an action is for."""
     rows = []
     for r in sorted(records, key=lambda r: (r.start or float("inf"), r.key)):
         ran = r.start > 0
-        rows.append((r.key, r.kind, _sketch_of(r.owner), r.resource, r.worker if ran else "",
+        rows.append((r.key, r.kind, _sketch_of(r.owner), board_of(r.owner), r.resource, r.worker if ran else "",
                      r.start - t0 if ran else None, r.stop - t0 if ran else None,
                      r.stop - r.start if ran else None, r.status, "|".join(after.get(r.key, ()))))
     write_atomic(os.path.join(out, "tasks.tsv"), tsv(TASK_COLUMNS, rows))
@@ -85,13 +86,16 @@ def format_log(records: Iterable[ActionRecord], header: str = "") -> str:
     return "".join(parts)
 
 
-def format_table(results: Sequence[SketchResult]) -> str:
-    rows = [("STATUS", "SECONDS", "FLASH", "RAM", "SKETCH", "DETAIL")]
+def format_table(results: Sequence[SketchResult], several_boards: bool = False) -> str:
+    """The result table a terminal keeps; a BOARD column when the run built for several boards."""
+    board = ("BOARD",) if several_boards else ()
+    rows = [("STATUS", *board, "SECONDS", "FLASH", "RAM", "SKETCH", "DETAIL")]
     for r in results:
-        rows.append((r.status, f"{r.seconds:.2f}", _use(r.flash, r.flash_max), _use(r.ram, r.ram_max), r.id,
-                     r.error or os.path.join(r.out_dir, "firmware.hex")))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join("  ".join(cell.ljust(widths[i]) if i < 5 else cell for i, cell in enumerate(row)).rstrip()
+        rows.append((r.status, *((r.board_id,) if several_boards else ()), f"{r.seconds:.2f}", _use(r.flash, r.flash_max),
+                     _use(r.ram, r.ram_max), r.id, r.error or os.path.join(r.out_dir, "firmware.hex")))
+    last = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(last)]
+    return "\n".join("  ".join(cell.ljust(widths[i]) if i < last else cell for i, cell in enumerate(row)).rstrip()
                      for row in rows) + "\n"
 
 

@@ -15,14 +15,13 @@ from attrs import evolve, frozen
 
 from fbuild_graph.arduino import recipes
 from fbuild_graph.arduino.include_probe import missing_header
-from fbuild_graph.planning.layout import Layout
-from fbuild_graph.model import (CORE, OK_STATUSES, ActionRecord, ActionStatus, Board, Kind, Owner, Sketch, SketchStatus,
-                                StepResult)
+from fbuild_graph.model import OK_STATUSES, ActionRecord, ActionStatus, Kind, Owner, OwnerKind, SketchStatus, StepResult
 from fbuild_graph.planning.plan import Step
+from fbuild_graph.planning.targets import Target
 
 @frozen
 class UnitDone:
-    """A stage-1 owner (`core`, `lib:NAME`) whose steps have all reported."""
+    """A stage-1 owner (a board's `core`, `lib:NAME`) whose steps have all reported."""
 
     owner: str
     records: tuple[ActionRecord, ...]
@@ -31,9 +30,9 @@ class UnitDone:
 
 @frozen
 class SketchDone:
-    """A sketch whose steps have all reported, or (`ended_early`) that will get no more: the run stopped."""
+    """A target whose steps have all reported, or (`ended_early`) that will get no more: the run stopped."""
 
-    sketch: Sketch
+    target: Target
     records: tuple[ActionRecord, ...]
     status: str
     error: Optional[str]
@@ -49,12 +48,12 @@ Finished = Union[UnitDone, SketchDone]
 
 
 class Tally:
-    """Receives every StepResult once (`add`) and says which owners it finished."""
+    """Receives every StepResult once (`add`) and says which owners it finished. `targets`: those that run
+    (skipped ones have no steps)."""
 
-    def __init__(self, board: Board, sketches: Sequence[Sketch], steps: Sequence[Step], layout: Layout):
-        self.board = board
-        self.layout = layout
-        self.sketches = {str(Owner.sketch(s.id)): s for s in sketches}
+    def __init__(self, targets: Sequence[Target], steps: Sequence[Step]):
+        self.targets = {t.owner: t for t in targets}
+        self.layouts = {t.namespace: t.layout for t in targets}
         self.pending: dict[str, int] = defaultdict(int)
         for step in steps:
             self.pending[step.owner] += 1
@@ -63,11 +62,12 @@ class Tally:
         self.blocked_by: dict[str, str] = {}
         self.finished: set[str] = set()
         # Every action's record without its command and output (those go to the logs), for tasks.tsv: memory
-        # grows with the sketch count by a small record per action only.
+        # grows with the target count by a small record per action only.
         self.all_records: list[ActionRecord] = []
         # Client path -> digest of every output as its producing step saw it just after its tools exited.
         self.produced: dict[str, str] = {}
-        self.core_error: Optional[str] = None
+        # Board namespace -> the first error of its core, which no target of that board can link without.
+        self.core_errors: dict[str, str] = {}
 
     def add(self, result: StepResult) -> list[Finished]:
         self.records[result.owner].extend(result.records)
@@ -77,27 +77,37 @@ class Tally:
             self.blocked_by.setdefault(result.owner, result.blocked_by)
         elif not result.ok:
             self.failed_owner.setdefault(result.owner, first_error(result.records))
-        if result.owner == CORE and not result.ok and not result.blocked_by:
-            self.core_error = self.failed_owner[CORE]
+        owner = Owner.parse(result.owner)
+        if owner.kind == OwnerKind.CORE and not result.ok and not result.blocked_by:
+            self.core_errors.setdefault(owner.board, self.failed_owner[result.owner])
         self.pending[result.owner] -= 1
         return [self._done(result.owner)] if self.pending[result.owner] == 0 else []
+
+    @property
+    def every_core_failed(self) -> bool:
+        """Nothing more can link: the run may stop."""
+        return set(self.core_errors) >= set(self.layouts)
 
     def add_cached(self, records: Sequence[ActionRecord]) -> None:
         """A stage-1 unit taken from the cache: its actions show as cached; nothing of it runs."""
         self.all_records.extend(records)
 
+    def log_of(self, owner: str) -> str:
+        """The log of a stage-1 owner, in its own board's folder (a library may be another board's)."""
+        return self.layouts[Owner.parse(owner).board].owner_log(owner)
+
     def _done(self, owner: str) -> Finished:
         records = tuple(self.records.pop(owner))
-        sk = self.sketches.get(owner)
-        if sk is None:
+        target = self.targets.get(owner)
+        if target is None:
             return UnitDone(owner=owner, records=records, ok=all(r.status in OK_STATUSES for r in records))
         self.finished.add(owner)
         error = self._error(owner)
-        size = next((recipes.parse_size(self.board.properties, r.output) for r in records
+        size = next((recipes.parse_size(target.board.properties, r.output) for r in records
                      if r.kind == Kind.SIZE and r.status in OK_STATUSES), None)
         if error is None and size is not None:
-            error = size_error(size, self.board.flash_max, self.board.ram_max)
-        return SketchDone(sketch=sk, records=records, status=_status(records, error), error=error, size=size)
+            error = size_error(size, target.board.flash_max, target.board.ram_max)
+        return SketchDone(target=target, records=records, status=_status(records, error), error=error, size=size)
 
     def _error(self, owner: str) -> Optional[str]:
         if owner in self.failed_owner:
@@ -108,21 +118,26 @@ class Tally:
                 error += f" (no installed library provides {missing}; add one with --library-dir)"
             return error
         if owner in self.blocked_by:
-            culprit = self.blocked_by[owner]
-            what = "the core" if culprit == CORE else f"library {Owner.parse(culprit).name}"
-            return f"{what} failed to compile; see {self.layout.owner_log(culprit)}"
+            culprit = Owner.parse(self.blocked_by[owner])
+            what = "the core" if culprit.kind == OwnerKind.CORE else f"library {culprit.name}"
+            return f"{what} failed to compile; see {self.log_of(self.blocked_by[owner])}"
         return None
 
-    def unfinished(self, status: SketchStatus, error: str) -> tuple[list[UnitDone], list[SketchDone]]:
-        """Close the run early (a core failure, an interruption): what the unfinished stage-1 owners logged so
-        far, and an outcome with `status` for every sketch that never finished."""
+    def unfinished(self, status: SketchStatus, error: str,
+                   namespace: Optional[str] = None) -> tuple[list[UnitDone], list[SketchDone]]:
+        """Close the run early (a core failure, an interruption), for every board or the one of `namespace`:
+        what the unfinished stage-1 owners logged so far, and an outcome with `status` for every target that
+        never finished."""
+        def ours(owner: str) -> bool:
+            return namespace is None or Owner.parse(owner).board == namespace
+
         units = [UnitDone(owner=o, records=tuple(self.records.pop(o)), ok=False)
-                 for o in [o for o in self.records if o not in self.sketches]]
+                 for o in [o for o in self.records if o not in self.targets and ours(o)]]
         sketches = []
-        for owner, sk in self.sketches.items():
-            if owner not in self.finished:
+        for owner, target in self.targets.items():
+            if owner not in self.finished and ours(owner):
                 self.finished.add(owner)
-                sketches.append(SketchDone(sketch=sk, records=tuple(self.records.pop(owner, [])), status=status,
+                sketches.append(SketchDone(target=target, records=tuple(self.records.pop(owner, [])), status=status,
                                            error=error, ended_early=True))
         return units, sketches
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import networkx as nx
-from attrs import evolve
+from attrs import evolve, frozen
 
 from fbuild_graph.arduino import recipes
 from fbuild_graph.planning.layout import Layout
@@ -33,9 +33,31 @@ def build_graph(
     variant_sources: Sequence[str], precompiled: Mapping[str, Precompiled], launcher: tuple[str, ...] = (),
     toolchain: Callable[[Action], str] = lambda a: "",
 ) -> nx.DiGraph:
+    """One board's DAG (see board_actions)."""
+    return from_actions(board_actions(board, sketches, discovery, layout, core_sources, variant_sources, precompiled,
+                                      launcher, toolchain).actions)
+
+
+@frozen
+class BoardActions:
+    """A board's actions, and what of each library its links name (its objects or archive): what a board
+    whose compiles of the library would be the same links instead (see sharing.py)."""
+
+    actions: tuple[Action, ...]
+    linked: Mapping[str, tuple[str, ...]]
+
+
+def board_actions(
+    board: Board, sketches: Sequence[Sketch], discovery: Discovery, layout: Layout, core_sources: Sequence[str],
+    variant_sources: Sequence[str], precompiled: Mapping[str, Precompiled], launcher: tuple[str, ...] = (),
+    toolchain: Callable[[Action], str] = lambda a: "", namespace: str = "",
+    borrowed: Mapping[str, Sequence[str]] = {},
+) -> BoardActions:
     """`precompiled` holds the board's precompiled files of the libraries that have some, by name.
     `launcher` (ccache) prefixes every compile. Every tool runs in the output folder. `toolchain` gives
-    the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py)."""
+    the identity digest an action carries: of the toolchain and of the tool it runs (see tools.py).
+    `namespace` prefixes every key, step and owner (a build of several boards: the board's id). `borrowed`
+    names the libraries another board compiles for this one, with the files its links name instead."""
     props = board.properties
     core = core_dirs(props)
     stage1 = layout.stage1_dir
@@ -46,16 +68,17 @@ def build_graph(
     libs_pre, libs_ready = hooks(props, "libraries.prebuild", stage1, (), CORE, FRAMEWORK, "core")
     actions += [*core_post, *libs_pre]
     libs = {lib.name: lib for lib in discovery.libraries}
-    linked: dict[str, list[str]] = {}  # what of each library a link names, in place of the library
+    linked: dict[str, tuple[str, ...]] = {}  # what of each library a link names, in place of the library
     for lib in discovery.libraries:
-        deps = [libs[name] for name in discovery.closure[lib.name]]
+        if lib.name in borrowed:
+            linked[lib.name] = tuple(borrowed[lib.name])
+            continue
         pre = precompiled.get(lib.name)
-        lib_actions = list(library_actions(props, lib, [*core, *lib.include_dirs, *_dirs(deps)], layout,
-                                           compile_sources=pre is None or pre.sources, after=libs_ready))
+        lib_actions = library_plan(props, lib, discovery, layout, pre, after=libs_ready)
         archived = [a.outputs[0] for a in lib_actions if a.kind == "archive"]
         # arduino-cli links a precompiled library's archives not named lib* ahead of its objects.
-        linked[lib.name] = [*(pre.objects if pre else ()),
-                            *(archived or [a.outputs[0] for a in lib_actions if a.kind == "compile"])]
+        linked[lib.name] = (*(pre.objects if pre else ()),
+                            *(archived or [a.outputs[0] for a in lib_actions if a.kind == "compile"]))
         actions.extend(lib_actions)
     libs_post, libs_done = hooks(props, "libraries.postbuild", stage1,
                                  tuple(obj for objs in linked.values() for obj in objs), CORE, FRAMEWORK, "core")
@@ -68,7 +91,25 @@ def build_graph(
                                       (*core_done, *libs_done),
                                       [precompiled[lib.name] for lib in used if lib.name in precompiled]))
     placed = (evolve(a, cwd=layout.out, launcher=launcher if a.kind == "compile" else ()) for a in actions)
-    return from_actions(evolve(a, toolchain=toolchain(a)) for a in placed)
+    identified = (evolve(a, toolchain=toolchain(a)) for a in placed)
+    return BoardActions(actions=tuple(within(a, namespace) for a in identified) if namespace else tuple(identified),
+                        linked=linked)
+
+
+def library_plan(props: Mapping[str, str], lib: Library, discovery: Discovery, layout: Layout,
+                 pre: Optional[Precompiled], after: Sequence[str] = ()) -> list[Action]:
+    """A library's actions for a board: compiled with the core's folders, its own and its dependencies'."""
+    deps = {d.name: d for d in discovery.libraries}
+    include_dirs = [*core_dirs(props), *lib.include_dirs, *_dirs(deps[name] for name in discovery.closure[lib.name])]
+    return list(library_actions(props, lib, include_dirs, layout, compile_sources=pre is None or pre.sources,
+                                after=after))
+
+
+def within(action: Action, namespace: str) -> Action:
+    """The action as one board's of several: its key, step and owner prefixed with the board's id."""
+    owner = Owner.parse(action.owner)
+    return evolve(action, key=f"{namespace}/{action.key}", step=f"{namespace}/{action.step}",
+                  owner=str(evolve(owner, board=namespace)))
 
 
 def hooks(props: Mapping[str, str], phase: str, build_path: str, after: Sequence[str], owner: str, resource: str,
