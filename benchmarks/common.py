@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import datetime
 import glob
 import json
@@ -191,19 +192,44 @@ def last_line(log: Path) -> str:
     return f" (last line: {lines[-1][:200]})" if lines else ""
 
 
+def board_args(boards: Sequence[str]) -> list[str]:
+    return [arg for board in boards for arg in ("--board", board)]
+
+
 def compile_many(bench: Bench, suite: str, mode: str, rep: int, sketches: Sequence[Path], out: Path, *extra: str,
                  jobs: Optional[tuple[int, int]] = None, scheduler: Optional[str] = None, fresh: bool = True,
-                 env: Optional[dict[str, str]] = None, log: Optional[Path] = None) -> Run:
+                 env: Optional[dict[str, str]] = None, log: Optional[Path] = None,
+                 boards: Sequence[str] = (BOARD,)) -> Run:
     """One `fbuild-graph compile-many` into `out` (deleted first unless not `fresh`), read back; exits unless
-    every sketch built. On a `scheduler` the job limits are the workers' own, so `jobs` only labels the row."""
+    every sketch built. On a `scheduler` the job limits are the workers' own, so `jobs` only labels the row.
+    With several `boards` (a board matrix) the row's `sketches` counts targets: sketches x boards."""
     framework_jobs, sketch_jobs = jobs or bench.jobs
     where = ["--scheduler", scheduler] if scheduler else job_args(framework_jobs, sketch_jobs)
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
     what = f"{suite} {mode} rep {rep}"
-    wall, cpu = timed([bench.tools.fbuild_graph, "compile-many", "--board", BOARD, *where, *extra, "-o", str(out),
+    wall, cpu = timed([bench.tools.fbuild_graph, "compile-many", *board_args(boards), *where, *extra, "-o", str(out),
                        *map(str, sketches)], log or bench.log(suite, mode, rep), what, env=env)
-    return read_outputs(out, Run(suite, mode, rep, len(sketches), framework_jobs, sketch_jobs, wall, cpu), what)
+    return read_outputs(out, Run(suite, mode, rep, len(sketches) * len(boards), framework_jobs, sketch_jobs, wall,
+                                 cpu), what)
+
+
+def summed(each: Sequence[Run]) -> Run:
+    """One row for several compile-many runs made one after another (a loop over sketches or boards): sketches,
+    times, work and tools summed, the median start-up, the largest peak RSS."""
+    stage1 = {r.stage1_cache for r in each}
+    return dataclasses.replace(
+        each[0], sketches=sum(r.sketches for r in each), wall=sum(r.wall for r in each),
+        cpu=sum(r.cpu for r in each), framework_work=sum(r.framework_work for r in each),
+        sketch_work=sum(r.sketch_work for r in each), startup=statistics.median(r.startup for r in each),
+        peak_rss_mb=max(r.peak_rss_mb for r in each), stage1_cache=stage1.pop() if len(stage1) == 1 else "mixed",
+        tools_run=sum(r.tools_run for r in each), phases={}, tasks_per_worker={})
+
+
+def firmware_count(out: Path) -> int:
+    """The `.hex` files under `out`'s sketches/ (OUT/sketches/ID/ for one board, OUT/BOARD/sketches/ID/ for a
+    matrix): ninja only says its commands succeeded, a firmware per target shows the export left none out."""
+    return sum("sketches" in path.relative_to(out).parts for path in out.rglob("*.hex"))
 
 
 def read_outputs(out: Path, run: Run, what: str) -> Run:

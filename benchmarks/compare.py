@@ -17,16 +17,13 @@ start) under 0.7 s. Also reported: compile-many against the loop, and peak RSS (
 
 from __future__ import annotations
 
-import dataclasses
-import glob
 import shutil
-import statistics
-from typing import TextIO
+from typing import Sequence, TextIO
 
 from fbuild_graph.analysis import analysis
 
-from common import (BOARD, COLD, EXAMPLE_COUNT, Bench, Run, compile_many, done, fail, heading,
-                    job_args, median, of, per_rep, timed, write)
+from common import (BOARD, COLD, EXAMPLE_COUNT, Bench, Run, board_args, compile_many, done, fail, firmware_count,
+                    heading, job_args, median, of, per_rep, summed, timed, write)
 
 SUITE = "compare"
 NEEDS = {"ninja"}
@@ -48,39 +45,33 @@ def loop(bench: Bench, rep: int) -> Run:
     for them all: times, work and tools summed, the median start-up, the largest peak RSS."""
     root = bench.workdir / SUITE / "loop"
     shutil.rmtree(root, ignore_errors=True)
-    each = [compile_many(bench, SUITE, "loop", rep, [sketch], root / sketch.name, *COLD,
-                         log=bench.log(SUITE, f"loop-{sketch.name}", rep))
-            for sketch in bench.sketches[:bench.loop_sample or None]]
-    stage1 = {r.stage1_cache for r in each}
-    return dataclasses.replace(
-        each[0], sketches=len(each), wall=sum(r.wall for r in each), cpu=sum(r.cpu for r in each),
-        framework_work=sum(r.framework_work for r in each), sketch_work=sum(r.sketch_work for r in each),
-        startup=statistics.median(r.startup for r in each), peak_rss_mb=max(r.peak_rss_mb for r in each),
-        stage1_cache=stage1.pop() if len(stage1) == 1 else "mixed", tools_run=sum(r.tools_run for r in each),
-        phases={}, tasks_per_worker={})
+    return summed([compile_many(bench, SUITE, "loop", rep, [sketch], root / sketch.name, *COLD,
+                                log=bench.log(SUITE, f"loop-{sketch.name}", rep))
+                   for sketch in bench.sketches[:bench.loop_sample or None]])
 
 
-def ninja_build(bench: Bench, rep: int) -> list[Run]:
-    out = bench.workdir / SUITE / "ninja-out"
-    build_file = bench.workdir / SUITE / "ninja" / "build.ninja"
+def ninja_build(bench: Bench, rep: int, suite: str = SUITE, boards: Sequence[str] = (BOARD,)) -> list[Run]:
+    """The export (mode ninja-export) and ninja's build of it (mode ninja); with several `boards`, the matrix's
+    graph, and `sketches` counts targets (sketches x boards) as compile-many's rows do."""
+    out = bench.workdir / suite / "ninja-out"
+    build_file = bench.workdir / suite / "ninja" / "build.ninja"
     for folder in (out, build_file.parent):
         shutil.rmtree(folder, ignore_errors=True)
     build_file.parent.mkdir(parents=True)
-    sketches = bench.sketches
-    export = timed([bench.tools.fbuild_graph, "graph", "--format", "ninja", "--board", BOARD, *job_args(*bench.jobs),
-                    "-o", str(out), *map(str, sketches)], bench.log(SUITE, "ninja-export", rep),
-                   f"{SUITE} ninja-export rep {rep}", stdout=build_file)
-    log = bench.log(SUITE, "ninja", rep)
+    targets = len(bench.sketches) * len(boards)
+    export = timed([bench.tools.fbuild_graph, "graph", "--format", "ninja", *board_args(boards),
+                    *job_args(*bench.jobs), "-o", str(out), *map(str, bench.sketches)],
+                   bench.log(suite, "ninja-export", rep), f"{suite} ninja-export rep {rep}", stdout=build_file)
+    log = bench.log(suite, "ninja", rep)
     # -j F+S so that only the two pools limit ninja, as only the two worker pools limit compile-many. Run in
     # the build file's (fresh) folder so ninja's .ninja_log starts empty too.
     wall, cpu = timed([bench.tools.ninja, "-f", str(build_file), "-j", str(sum(bench.jobs))], log,
-                      f"{SUITE} ninja rep {rep}", cwd=build_file.parent)
-    # ninja only says its commands succeeded; a firmware per sketch shows the export left none out.
-    hexes = glob.glob(str(out / "sketches" / "*" / "**" / "*.hex"), recursive=True)
-    if len(hexes) != len(sketches):
-        fail(f"{SUITE} ninja rep {rep}: {len(hexes)} .hex files for {len(sketches)} sketches under {out}; see {log}")
-    return [Run(SUITE, "ninja-export", rep, len(sketches), *bench.jobs, *export),
-            Run(SUITE, "ninja", rep, len(sketches), *bench.jobs, wall, cpu)]
+                      f"{suite} ninja rep {rep}", cwd=build_file.parent)
+    hexes = firmware_count(out)
+    if hexes != targets:
+        fail(f"{suite} ninja rep {rep}: {hexes} .hex files for {targets} targets under {out}; see {log}")
+    return [Run(suite, "ninja-export", rep, targets, *bench.jobs, *export),
+            Run(suite, "ninja", rep, targets, *bench.jobs, wall, cpu)]
 
 
 def report(runs: list[Run], out: TextIO) -> None:
