@@ -6,6 +6,7 @@ Dask (stage 1 and stage 2 overlap; only links wait for archives) -> write result
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import os
@@ -23,6 +24,7 @@ from fbuild_graph.arduino import detection
 from fbuild_graph.execution import execute
 from fbuild_graph import fileio
 from fbuild_graph.caches import fingerprint
+from fbuild_graph.caches import signature
 from fbuild_graph.execution import fitness
 from fbuild_graph.arduino import include_probe
 from fbuild_graph.arduino import include_scan
@@ -77,6 +79,12 @@ class Config:
     cancel_in_progress: bool = False
     wait: bool = False
     excludes: tuple[str, ...] = ()  # --exclude BOARD:GLOB
+    warnings: str = "none"  # --warnings: which compiler.warning_flags.LEVEL the compiles take
+    warnings_as_errors: bool = False
+    max_failures: Optional[int] = None
+    shard: Optional[tuple[int, int]] = None  # (K, N): the K-th of N shards, from 1
+    durations: Optional[str] = None  # a tasks.tsv whose times balance the shards
+    only_failed: Optional[str] = None  # an earlier --out: only its targets that did not build
 
 
 class PhaseClock:
@@ -167,6 +175,7 @@ class Batch:
     exclusions: tuple[targets.Exclusion, ...]
     library_dirs: tuple[str, ...]
     tool: tools.Tools
+    chosen: frozenset[tuple[str, str]]  # (board id, sketch id) of the targets this run builds or skips
 
 
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
@@ -183,7 +192,7 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     found, skipped = sketches.search(config.sketches)
     resolved, spans, notes = [], [], []
     for name in config.boards:
-        board, said = _resolve_board(name, dirs, config.build_properties)
+        board, said = _resolve_board(name, dirs, config.build_properties, config.warnings)
         resolved.append(board)
         notes += said
         spans.append((start, time.time()))
@@ -195,13 +204,21 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     library_dirs = (*map(os.path.abspath, config.library_dirs),
                     *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else []))
     batch = Batch(sketches=tuple(found), markers={sk.id: targets.markers(sk.path) for sk in found},
-                  exclusions=exclusions, library_dirs=library_dirs, tool=tools.Tools())
+                  exclusions=exclusions, library_dirs=library_dirs, tool=tools.Tools(),
+                  chosen=_chosen(config, [(board, board_id, sk) for board, board_id in zip(resolved, ids)
+                                          for sk in found]))
+    for compiler in dict.fromkeys(toolchain.compiler(board.properties) for board in resolved):
+        batch.tool.system_headers(compiler)  # once, before the boards ask for it side by side
+    # Boards detect side by side: most of detection's time is its preprocessor runs.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(resolved)) as pool:
+        detected = [pool.submit(_detect_and_skip, batch, board, board_id, board_id if several else "",
+                                Layout(os.path.join(top, board_id) if several else top))
+                    for board, board_id in zip(resolved, ids)]
     built, all_targets = [], []
-    for board, board_id, span in zip(resolved, ids, spans):
+    for board, board_id, span, future in zip(resolved, ids, spans, detected):
         clock.record("discover", *span, board=board_id)
-        layout = Layout(os.path.join(top, board_id) if several else top)
-        with clock.phase("libraries", board=board_id):
-            one, its_targets = _detect_and_skip(batch, board, board_id, board_id if several else "", layout)
+        one, its_targets, detect_span = future.result()
+        clock.record("libraries", *detect_span, board=board_id)
         built.append(one)
         all_targets += its_targets
         board_notes = [choice.note() for choice in one.discovery.choices]
@@ -233,15 +250,31 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
                                                              for name in by_sketch[t.namespace][t.sketch.id]))
                for t in all_targets]
     return Prepared(out=top, boards=tuple(built), targets=tuple(linking), graph=dag, units=tuple(units),
-                    notes=tuple(notes))
+                    notes=tuple(dict.fromkeys(notes)))  # a toolchain note holds for every board it is said of
 
 
-def _resolve_board(name: str, dirs: installs.Directories,
-                   build_properties: Mapping[str, str]) -> tuple[Board, list[str]]:
-    """A board with every property known, its toolchain checked and the toolchain's quirks worked around;
-    and what there is to say about it."""
+def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]]) -> frozenset[tuple[str, str]]:
+    """The targets of this run: all of them, or those --only-failed names, then this run's --shard."""
+    keys = [(board_id, sk.id) for _, board_id, sk in pairs]
+    if config.only_failed:
+        again = targets.not_built(results.read_report(config.only_failed))
+        keys = [(board_id, sk.id) for board, board_id, sk in pairs if (board.fqbn, sk.path) in again]
+    if config.shard:
+        seconds = targets.target_seconds(results.read_tasks(config.durations)) if config.durations else {}
+        keys = targets.shard(keys, *config.shard, seconds)
+    return frozenset(keys)
+
+
+def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapping[str, str],
+                   warnings: str) -> tuple[Board, list[str]]:
+    """A board with every property known, its warning flags those of `warnings` (as arduino-cli sets them,
+    unless --build-property sets them itself), its toolchain checked and the toolchain's quirks worked
+    around; and what there is to say about it."""
     notes: list[str] = []
     board = boards.resolve(name, dirs, build_properties, say=notes.append)
+    level = f"compiler.warning_flags.{warnings}"
+    if level in board.properties and "compiler.warning_flags" not in build_properties:
+        board = evolve(board, properties={**board.properties, "compiler.warning_flags": board.properties[level]})
     toolchain.check(board.properties)
     fix = toolchain.decimal_dig_fix(board.properties)
     if fix:
@@ -253,26 +286,28 @@ def _resolve_board(name: str, dirs: installs.Directories,
 
 
 def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
-                     layout: Layout) -> tuple[BoardBuild, list[targets.Target]]:
-    """One board's libraries, detected for the sketches its markers and the exclusions leave it, and its
-    targets, each skipped with its reason or not."""
+                     layout: Layout) -> tuple[BoardBuild, list[targets.Target], tuple[float, float]]:
+    """One board's libraries, detected for the sketches its markers and the exclusions leave it, its
+    targets, each skipped with its reason or not, and when that began and ended."""
+    start = time.time()
+    mine = [sk for sk in batch.sketches if (board_id, sk.id) in batch.chosen]
     reasons = {sk.id: targets.marker_reason(batch.markers[sk.id], board_id)
-               or targets.exclusion_reason(batch.exclusions, board_id, sk) for sk in batch.sketches}
+               or targets.exclusion_reason(batch.exclusions, board_id, sk) for sk in mine}
     answers = include_probe.AnswerCache(layout.includes_cache)
     offered = libraries.index(list(batch.library_dirs), board.platform_path,
                               board.properties["build.core.platform.path"])
-    discovery = detect_libraries(board, [sk for sk in batch.sketches if not reasons[sk.id]], offered,
+    discovery = detect_libraries(board, [sk for sk in mine if not reasons[sk.id]], offered,
                                  toolchain.identity(board.properties), batch.tool, answers)
     by_name = {lib.name: lib for lib in discovery.libraries}
-    for sk in batch.sketches:
+    for sk in mine:
         if not reasons[sk.id]:
             reasons[sk.id] = targets.architecture_reason([by_name[n] for n in discovery.by_sketch[sk.id]], board)
-    discovery = detection.restrict(discovery, [sk.id for sk in batch.sketches if not reasons[sk.id]])
+    discovery = detection.restrict(discovery, [sk.id for sk in mine if not reasons[sk.id]])
     found = [targets.Target(sketch=sk, board=board, board_id=board_id, layout=layout, namespace=namespace,
                             skipped=reasons[sk.id])
-             for sk in batch.sketches]
+             for sk in mine]
     return BoardBuild(board=board, board_id=board_id, namespace=namespace, layout=layout, discovery=discovery,
-                      answers=answers), found
+                      answers=answers), found, (start, time.time())
 
 
 def _board_plan(built: BoardBuild, found: Sequence[sketches.Sketch], launcher: tuple[str, ...],
@@ -416,7 +451,8 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     config, prepared, progress = run.config, run.prepared, run.progress
     units = {u.owner: u for u in prepared.units}
     collector = Collector(prepared.targets, run.steps, run.view,
-                          on_stage1_ok=lambda owner: stage1.store(run.store, units[owner], collector.tally.produced))
+                          on_stage1_ok=lambda owner: stage1.store(run.store, units[owner], collector.tally.produced),
+                          warnings_as_errors=config.warnings_as_errors, max_failures=config.max_failures)
     cached = _cached_records(prepared.graph, frozenset(run.restored))
     for owner, origin in run.restored.items():
         collector.add_cached(owner, cached.get(owner, []), origin)
@@ -452,6 +488,10 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     except KeyboardInterrupt:
         collector.finish_unfinished(SketchStatus.INTERRUPTED, "the build was interrupted before this sketch finished")
         exit_code = ExitCode.INTERRUPTED
+    if collector.too_many_failures:
+        progress(f"error: --max-failures {config.max_failures} reached: the targets not finished are not built")
+        collector.finish_unfinished(SketchStatus.NOT_BUILT, f"not built: --max-failures {config.max_failures} "
+                                    "reached first")
     for built in prepared.boards:
         error = collector.tally.core_errors.get(built.namespace)
         if error:
@@ -466,6 +506,7 @@ def _cached_records(graph, owners: frozenset[str]) -> dict[str, list[ActionRecor
     records: dict[str, list[ActionRecord]] = {}
     for a in graphs.actions_of(graph) if owners else ():
         if a.owner in owners:
-            records.setdefault(a.owner, []).append(ActionRecord(key=a.key, kind=a.kind, owner=a.owner,
-                                                                resource=a.resource, status=ActionStatus.CACHED))
+            records.setdefault(a.owner, []).append(ActionRecord(
+                key=a.key, kind=a.kind, owner=a.owner, resource=a.resource, status=ActionStatus.CACHED,
+                output=signature.recorded_output(a)))
     return records

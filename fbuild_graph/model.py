@@ -294,7 +294,9 @@ class SketchResult:
     """One line of the result map: a target, one sketch built for one board. `status`: a SketchStatus
     (cancelled: superseded). Sizes are bytes; `None` when the build stopped before the size step. `board` is
     the board's FQBN with its menus, `board_id` its id in this run (the folder its targets are in when a
-    build has several boards); `id` is unique among one board's targets."""
+    build has several boards); `id` is unique among one board's targets. `warnings`: the compiler's
+    warnings in its own compiles and link and in those of the libraries it links (the core's are the
+    platform's, not the sketch's)."""
 
     sketch: str
     id: str
@@ -311,6 +313,7 @@ class SketchResult:
     artifacts: tuple[str, ...] = ()
     board: str = ""
     board_id: str = ""
+    warnings: int = 0
 
 
 @frozen

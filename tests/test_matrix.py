@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 
 from conftest import DEBIAN_ONLY, EXAMPLES, PLATFORM, needs_toolchain, read_tsv, run_cli
 from fbuild_graph.arduino import board as boards
@@ -119,8 +120,10 @@ def test_a_library_is_compiled_once_for_boards_whose_compiles_are_the_same(tmp_p
     assert planned.library_owners == {"uno": {"Wire": "uno/lib:Wire"}, "diecimila": {"Wire": "uno/lib:Wire"},
                                       "mega": {"Wire": "mega/lib:Wire"}}
     assert asked == [{"ARDUINO_AVR_UNO", "ARDUINO_AVR_DUEMILANOVE"}]
-    # A file that names a differing macro keeps the compiles apart.
+    # A file that names a differing macro keeps the compiles apart, and so does another tool.
     planned = matrix.matrix_actions([uno, diecimila], lambda names, actions: False)
+    assert planned.library_owners["diecimila"] == {"Wire": "diecimila/lib:Wire"}
+    planned = matrix.matrix_actions([uno, evolve(diecimila, toolchain=lambda a: "another avr-gcc")], unmentioned)
     assert planned.library_owners["diecimila"] == {"Wire": "diecimila/lib:Wire"}
 
 

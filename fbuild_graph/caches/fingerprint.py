@@ -41,7 +41,9 @@ ABSENT = "absent"
 class Unit:
     """`outputs` pairs each file stage 2 reads (path relative to OUT/stage1) with its absolute path.
     `key` is the base key. `depfiles` are the depfiles its compiles write, read with `cwd` as the folder
-    their relative paths start from; `roots` names the folders paths are expressed in, longest first."""
+    their relative paths start from; `roots` names the folders paths are expressed in, longest first.
+    `said` pairs the same way the files where its tools' output is kept (signature.output_path), stored
+    with its outputs when a tool said something (its warnings)."""
 
     owner: str
     key: str
@@ -49,6 +51,7 @@ class Unit:
     depfiles: tuple[str, ...] = ()
     cwd: str = ""
     roots: tuple[tuple[str, str], ...] = ()
+    said: tuple[tuple[str, str], ...] = ()
 
 
 def stage1_units(graph: nx.DiGraph, board: Board, discovery: Discovery, layout: Layout,
@@ -80,8 +83,9 @@ def stage1_units(graph: nx.DiGraph, board: Board, discovery: Discovery, layout: 
             if any(graph.nodes[s]["action"].resource == SKETCH for s in graph.successors(action.key))
         )
         depfiles = tuple(d for d in map(signature.depfile, actions) if d)
+        said = tuple((os.path.relpath(path, stage1), path) for path in map(signature.output_path, actions) if path)
         units.append(Unit(owner=owner, key=h.hexdigest()[:32], outputs=outputs, depfiles=depfiles, cwd=layout.out,
-                          roots=roots))
+                          roots=roots, said=said))
     return units
 
 

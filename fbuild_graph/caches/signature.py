@@ -22,6 +22,11 @@ from fbuild_graph.fileio import write_atomic
 from fbuild_graph.model import HOOK, Action
 
 SUFFIX = ".fbsig"
+# What a successful tool said (its warnings), kept beside the signature: an up-to-date action or a unit
+# from the cache reports it again, so a warning count does not depend on what happened to be rebuilt.
+OUTPUT_SUFFIX = ".fbout"
+
+
 def sig_path(action: Action) -> Optional[str]:
     first = next(iter((*action.outputs, *([action.stdout_path] if action.stdout_path else []))), None)
     return first + SUFFIX if first else None
@@ -81,19 +86,38 @@ def up_to_date(action: Action, command: str) -> bool:
     return recorded == signature(action, command)
 
 
-def forget(action: Action) -> None:
+def output_path(action: Action) -> Optional[str]:
+    """Where a successful action's output text is kept; None for an action whose output is its stdout file."""
     path = sig_path(action)
-    if path:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
+    return None if path is None or action.stdout_path else path[:-len(SUFFIX)] + OUTPUT_SUFFIX
 
 
-def record(action: Action, command: str) -> None:
+def forget(action: Action) -> None:
+    for path in (sig_path(action), output_path(action)):
+        if path:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+
+def record(action: Action, command: str, output: str = "") -> None:
+    """The signature of an action that succeeded, and what its tool said when it said anything."""
     path, sig = sig_path(action), signature(action, command)
+    kept = output_path(action)
+    if kept and output:
+        write_atomic(kept, output)
     if path and sig:
         write_atomic(path, sig)
+
+
+def recorded_output(action: Action) -> str:
+    kept = output_path(action)
+    try:
+        with open(kept, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except (TypeError, OSError):
+        return ""
 
 
 def content_key(action: Action, command: str) -> Optional[str]:

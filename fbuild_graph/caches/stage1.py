@@ -74,6 +74,8 @@ def store(cache: Cache, unit: Unit, produced: Mapping[str, str]) -> bool:
     expected = {rel: produced.get(path) for rel, path in unit.outputs}
     if read is None or None in expected.values():
         return False
+    files = {**dict(unit.outputs), **{rel: path for rel, path in unit.said if path in produced}}
+    expected.update((rel, produced[path]) for rel, path in unit.said if path in produced)
     node = unit.key
     for _ in range(MAX_CHAIN):
         listed = _read_set(cache, node)
@@ -85,7 +87,7 @@ def store(cache: Cache, unit: Unit, produced: Mapping[str, str]) -> bool:
                 return False
         key = fingerprint.entry_key(node, fingerprint.current_digests(listed, unit.roots, unit.cwd))
         if set(read) <= set(listed):
-            return cache.put(STAGE1, key, dict(unit.outputs), expected=expected)
+            return cache.put(STAGE1, key, files, expected=expected)
         node = key
     return False
 

@@ -120,11 +120,12 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
     ok = all(r.status in OK_STATUSES for r in records)
     if mirror is None:  # a local build: consumers read the outputs where they are
         # The stage-1 cache stores a unit's files only as they were when its tools exited (see Cache.put).
-        produced = [p for a in actions for p in a.outputs if ok and a.resource == FRAMEWORK and os.path.isfile(p)]
+        produced = [p for a in actions for p in (*a.outputs, signature.output_path(a))
+                    if p and ok and a.resource == FRAMEWORK and os.path.isfile(p)]
         return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records),
                           artifacts=tuple(Artifact(path=p, sha256=fileio.digest(p)) for p in produced))
     # Depfiles travel back too: the client's stage-1 cache keys a unit on what its compiles read.
-    outputs = [p for a in actions for p in (*a.outputs, a.stdout_path, signature.depfile(a))
+    outputs = [p for a in actions for p in (*a.outputs, a.stdout_path, signature.depfile(a), signature.output_path(a))
                if p and ok and os.path.isfile(p)]
     artifacts = tuple(Artifact(path=p[len(base):], sha256=fileio.digest(p)) for p in outputs)
     return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records), artifacts=artifacts,
@@ -140,7 +141,8 @@ def run_action(action: Action, store: Optional[Cache] = None,
     command = action.command_line
     start = time.time()
     if signature.up_to_date(action, command):
-        return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0, output=_stdout(action))
+        return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0,
+                       output=_stdout(action) or signature.recorded_output(action))
     signature.forget(action)
     outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
     for path in (*outputs, signature.depfile(action)):  # a depfile left by an earlier run never passes for this one's
@@ -150,8 +152,9 @@ def run_action(action: Action, store: Optional[Cache] = None,
         os.makedirs(folder, exist_ok=True)
     key = signature.content_key(action, command) if store is not None and action.cwd else None
     if key and store.get(ACTIONS, key, action.cwd):
+        output = _stdout(action) or signature.recorded_output(action)  # the entry holds what its tool said
         signature.record(action, command)
-        return _record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0, output=_stdout(action))
+        return _record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0, output=output)
     if action.preprocessing:
         returncode, output = _preprocess(action.preprocessing)
     else:
@@ -160,9 +163,11 @@ def run_action(action: Action, store: Optional[Cache] = None,
     if status == ActionStatus.OK:
         if action.stdout_path:
             write_atomic(action.stdout_path, output)
-        signature.record(action, command)
+        signature.record(action, command, output)
+        kept = signature.output_path(action)
         if key:
-            store.put(ACTIONS, key, {os.path.relpath(p, action.cwd): p for p in outputs})
+            store.put(ACTIONS, key, {os.path.relpath(p, action.cwd): p
+                                     for p in (*outputs, *([kept] if kept and output else []))})
     return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
 
 

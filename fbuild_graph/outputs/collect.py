@@ -27,8 +27,11 @@ class Collector:
     firmware, writes its result.json and tells the view. `on_stage1_ok(owner)` stores a unit in the cache."""
 
     def __init__(self, targets: Sequence[Target], steps: Sequence[Step], view,
-                 on_stage1_ok: Callable[[str], None] = lambda owner: None):
-        self.tally = Tally([t for t in targets if not t.skipped], steps)
+                 on_stage1_ok: Callable[[str], None] = lambda owner: None, warnings_as_errors: bool = False,
+                 max_failures: Optional[int] = None):
+        self.tally = Tally([t for t in targets if not t.skipped], steps, warnings_as_errors)
+        self.max_failures = max_failures
+        self.failures = 0
         self.skipped = [t for t in targets if t.skipped]
         self.view = view  # progress.Lines, Live or Quiet: what a person sees as units and targets finish
         self.on_stage1_ok = on_stage1_ok
@@ -36,7 +39,8 @@ class Collector:
         self.results: dict[str, SketchResult] = {}  # by the target's owner
 
     def on_result(self, result: StepResult) -> bool:
-        """Returns False when the build must stop (every board's core failed: nothing can link)."""
+        """Returns False when the build must stop: every board's core failed (nothing can link), or
+        --max-failures targets failed."""
         if result.files:
             transfer.write_back(result.files)
         for done in self.tally.add(result):
@@ -44,7 +48,12 @@ class Collector:
                 self._unit_done(done)
             else:
                 self._sketch_done(done)
-        return not self.tally.every_core_failed
+                self.failures += done.status == SketchStatus.FAILED
+        return not (self.tally.every_core_failed or self.too_many_failures)
+
+    @property
+    def too_many_failures(self) -> bool:
+        return self.max_failures is not None and self.failures >= self.max_failures
 
     def _unit_done(self, done: UnitDone) -> None:
         log = self.tally.log_of(done.owner)
@@ -55,7 +64,7 @@ class Collector:
 
     def add_cached(self, owner: str, records: Sequence[ActionRecord], origin: str) -> None:
         """A stage-1 unit taken from the cache: its actions show as cached; nothing of it runs."""
-        self.tally.add_cached(records)
+        self.tally.add_cached(owner, records)
         results.write_atomic(self.tally.log_of(owner), f"# from the cache: {origin}\n" + results.format_log(records))
 
     def add_skipped(self) -> None:
@@ -80,7 +89,8 @@ class Collector:
             sketch=sk.name, id=sk.id, path=sk.path, status=done.status, seconds=done.seconds,
             out_dir=layout.sketch_dir(sk.id), log=log, flash=done.size and done.size.flash,
             flash_max=target.board.flash_max, ram=done.size and done.size.ram, ram_max=target.board.ram_max,
-            error=done.error, artifacts=published, board=target.board.fqbn, board_id=target.board_id))
+            error=done.error, artifacts=published, board=target.board.fqbn, board_id=target.board_id,
+            warnings=done.warnings))
 
     def _record(self, target: Target, result: SketchResult) -> None:
         results.write_sketch(result.out_dir, result)

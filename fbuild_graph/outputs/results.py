@@ -7,14 +7,16 @@ them.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from typing import Callable, Iterable, Mapping, Sequence
 
 import cattrs
 
+from fbuild_graph.errors import FbuildError
 from fbuild_graph.fileio import write_atomic
-from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Owner, OwnerKind, Phase, SketchResult, SketchStatus
+from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Kind, Owner, OwnerKind, Phase, SketchResult, SketchStatus
 
 PHASE_COLUMNS = ("phase", "board", "start", "stop", "seconds", "cache_key", "cache")
 TASK_COLUMNS = ("key", "kind", "sketch", "board", "resource", "worker", "start", "stop", "seconds", "status", "after")
@@ -69,6 +71,17 @@ def write_tasks(out: str, records: Iterable[ActionRecord], t0: float, after: Map
     write_atomic(os.path.join(out, "tasks.tsv"), tsv(TASK_COLUMNS, rows))
 
 
+def read_tasks(path: str) -> list[dict[str, str]]:
+    """The rows of a tasks.tsv (the file, or the --out folder holding it)."""
+    file = os.path.join(path, "tasks.tsv") if os.path.isdir(path) else path
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+    except OSError:
+        raise FbuildError(f"--durations {path}: no tasks.tsv there; pass the tasks.tsv or --out folder of an earlier "
+                          "compile-many run") from None
+
+
 def _sketch_of(owner: str) -> str:
     parsed = Owner.parse(owner) if owner else None
     return parsed.name if parsed and parsed.kind == OwnerKind.SKETCH else ""
@@ -78,7 +91,9 @@ def format_log(records: Iterable[ActionRecord], header: str = "") -> str:
     parts = [header] if header else []
     for r in records:
         if r.status in (ActionStatus.SKIPPED, ActionStatus.UP_TO_DATE, ActionStatus.CACHED):
-            parts.append(f"# {r.status}: {r.key}\n")
+            # What a compile or link said when it ran is said again: its warnings still hold.
+            said = r.output if r.kind in (Kind.COMPILE, Kind.LINK) else ""
+            parts.append(f"# {r.status}: {r.key}\n{said}")
             continue
         parts.append(f"$ {r.command}\n{r.output}")
         if r.status != ActionStatus.OK:
@@ -89,10 +104,10 @@ def format_log(records: Iterable[ActionRecord], header: str = "") -> str:
 def format_table(results: Sequence[SketchResult], several_boards: bool = False) -> str:
     """The result table a terminal keeps; a BOARD column when the run built for several boards."""
     board = ("BOARD",) if several_boards else ()
-    rows = [("STATUS", *board, "SECONDS", "FLASH", "RAM", "SKETCH", "DETAIL")]
+    rows = [("STATUS", *board, "SECONDS", "FLASH", "RAM", "WARNINGS", "SKETCH", "DETAIL")]
     for r in results:
         rows.append((r.status, *((r.board_id,) if several_boards else ()), f"{r.seconds:.2f}", _use(r.flash, r.flash_max),
-                     _use(r.ram, r.ram_max), r.id, r.error or os.path.join(r.out_dir, "firmware.hex")))
+                     _use(r.ram, r.ram_max), str(r.warnings), r.id, r.error or os.path.join(r.out_dir, "firmware.hex")))
     last = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(last)]
     return "\n".join("  ".join(cell.ljust(widths[i]) if i < last else cell for i, cell in enumerate(row)).rstrip()

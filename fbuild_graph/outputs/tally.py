@@ -38,6 +38,7 @@ class SketchDone:
     error: Optional[str]
     size: Optional[recipes.Size] = None
     ended_early: bool = False
+    warnings: int = 0
 
     @property
     def seconds(self) -> float:
@@ -51,8 +52,10 @@ class Tally:
     """Receives every StepResult once (`add`) and says which owners it finished. `targets`: those that run
     (skipped ones have no steps)."""
 
-    def __init__(self, targets: Sequence[Target], steps: Sequence[Step]):
+    def __init__(self, targets: Sequence[Target], steps: Sequence[Step], warnings_as_errors: bool = False):
         self.targets = {t.owner: t for t in targets}
+        self.warnings_as_errors = warnings_as_errors
+        self.warnings: dict[str, int] = {}  # stage-1 owner -> its tools' warnings
         self.layouts = {t.namespace: t.layout for t in targets}
         self.pending: dict[str, int] = defaultdict(int)
         for step in steps:
@@ -88,9 +91,10 @@ class Tally:
         """Nothing more can link: the run may stop."""
         return set(self.core_errors) >= set(self.layouts)
 
-    def add_cached(self, records: Sequence[ActionRecord]) -> None:
+    def add_cached(self, owner: str, records: Sequence[ActionRecord]) -> None:
         """A stage-1 unit taken from the cache: its actions show as cached; nothing of it runs."""
-        self.all_records.extend(records)
+        self.all_records.extend(evolve(r, output="") for r in records)
+        self.warnings[owner] = count_warnings(records)
 
     def log_of(self, owner: str) -> str:
         """The log of a stage-1 owner, in its own board's folder (a library may be another board's)."""
@@ -100,6 +104,7 @@ class Tally:
         records = tuple(self.records.pop(owner))
         target = self.targets.get(owner)
         if target is None:
+            self.warnings[owner] = count_warnings(records)
             return UnitDone(owner=owner, records=records, ok=all(r.status in OK_STATUSES for r in records))
         self.finished.add(owner)
         error = self._error(owner)
@@ -107,7 +112,11 @@ class Tally:
                      if r.kind == Kind.SIZE and r.status in OK_STATUSES), None)
         if error is None and size is not None:
             error = size_error(size, target.board.flash_max, target.board.ram_max)
-        return SketchDone(target=target, records=records, status=_status(records, error), error=error, size=size)
+        warnings = count_warnings(records) + sum(self.warnings.get(lib, 0) for lib in target.libraries)
+        if error is None and warnings and self.warnings_as_errors:
+            error = f"{warnings} warnings and --warnings-as-errors: {first_warning(records) or 'see the libraries logs'}"
+        return SketchDone(target=target, records=records, status=_status(records, error), error=error, size=size,
+                          warnings=warnings)
 
     def _error(self, owner: str) -> Optional[str]:
         if owner in self.failed_owner:
@@ -146,6 +155,17 @@ class Tally:
 # complaint, then anything that says error. ("collect2: error: ld returned 1" only says the linker failed.)
 _ERROR_LINES = (re.compile(r"(fatal )?error: "), re.compile(r"undefined reference|multiple definition"),
                 re.compile(r"error", re.IGNORECASE))
+
+
+_WARNING = re.compile(r": warning: ")
+
+
+def count_warnings(records: Sequence[ActionRecord]) -> int:
+    return sum(1 for r in records for line in r.output.splitlines() if _WARNING.search(line))
+
+
+def first_warning(records: Sequence[ActionRecord]) -> Optional[str]:
+    return next((line.strip()[:300] for r in records for line in r.output.splitlines() if _WARNING.search(line)), None)
 
 
 def _status(records: Sequence[ActionRecord], error: Optional[str]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Sequence
 
-from attrs import evolve, frozen
+from attrs import frozen
 
 from fbuild_graph.model import Action, Library, Owner
 from fbuild_graph.planning import graph
@@ -55,13 +55,13 @@ def _alike(mine: BoardPlan, theirs: BoardPlan, lib: Library, unmentioned: Unment
     if mine.precompiled.get(lib.name) != theirs.precompiled.get(lib.name):
         return False
     # Both planned into the lender's folders: only what the compiles themselves are told may differ.
-    own = [evolve(a, toolchain=mine.toolchain(a)) for a in
-           graph.library_plan(mine.board.properties, lib, mine.discovery, theirs.layout, mine.precompiled.get(lib.name))]
-    lent = [evolve(a, toolchain=theirs.toolchain(a)) for a in
-            graph.library_plan(theirs.board.properties, lib, theirs.discovery, theirs.layout,
-                               theirs.precompiled.get(lib.name))]
+    own = graph.library_plan(mine.board.properties, lib, mine.discovery, theirs.layout, mine.precompiled.get(lib.name))
+    lent = graph.library_plan(theirs.board.properties, lib, theirs.discovery, theirs.layout,
+                              theirs.precompiled.get(lib.name))
     macros = differing_macros(own, lent)
-    return macros is not None and (not macros or unmentioned(macros, [*own, *lent]))
+    # The tools' identities last: asking the driver what a command runs costs a process.
+    return (macros is not None and [mine.toolchain(a) for a in own] == [theirs.toolchain(a) for a in lent]
+            and (not macros or unmentioned(macros, [*own, *lent])))
 
 
 def differing_macros(mine: Sequence[Action], theirs: Sequence[Action]) -> Optional[frozenset[str]]:
@@ -71,8 +71,7 @@ def differing_macros(mine: Sequence[Action], theirs: Sequence[Action]) -> Option
         return None
     names: set[str] = set()
     for a, b in zip(mine, theirs):
-        if (a.kind, a.outputs, a.inputs, a.toolchain, len(a.argv)) != (b.kind, b.outputs, b.inputs, b.toolchain,
-                                                                     len(b.argv)):
+        if (a.kind, a.outputs, a.inputs, len(a.argv)) != (b.kind, b.outputs, b.inputs, len(b.argv)):
             return None
         for x, y in zip(a.argv, b.argv):
             if x == y:

@@ -7,6 +7,9 @@ A target is skipped, with its reason in the results, when
 - a library it links declares other architectures only in its library.properties (arduino-cli builds it
   with a warning; a matrix would only collect the failures);
 - `--exclude BOARD:GLOB` names it (globs over the board id, and over the sketch's id, name or path).
+
+And which targets a run takes at all: `--only-failed` (those an earlier run did not build) and `--shard K/N`
+(a deterministic share, balanced by earlier durations when there are some).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import fnmatch
 import os
 import re
 from collections import Counter
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from attrs import frozen
 
 from fbuild_graph.arduino import libraries
 from fbuild_graph.errors import FbuildError
-from fbuild_graph.model import Board, Library, Owner, Sketch
+from fbuild_graph.model import Board, BuildReport, Library, Owner, Sketch, SketchStatus
 from fbuild_graph.planning.layout import Layout
 
 _MARKER = re.compile(r"^\.(.+)\.test\.(skip|only)$")
@@ -116,6 +119,48 @@ def architecture_reason(used: Iterable[Library], board: Board) -> Optional[str]:
 def exclusion_reason(exclusions: Sequence[Exclusion], board_id: str, sketch: Sketch) -> Optional[str]:
     hit = next((e for e in exclusions if e.matches(board_id, sketch)), None)
     return f"skipped: --exclude {hit.board}:{hit.sketch}" if hit else None
+
+
+def not_built(report: BuildReport) -> frozenset[tuple[str, str]]:
+    """(FQBN, sketch path) of each target an earlier run did not build (failed, not built, cancelled,
+    interrupted): what `--only-failed` builds again."""
+    done = (SketchStatus.OK, SketchStatus.SKIPPED)
+    return frozenset((r.board or report.board, r.path) for r in report.sketches if r.status not in done)
+
+
+def target_seconds(rows: Iterable[Mapping[str, str]]) -> dict[tuple[str, str], float]:
+    """(board id, sketch id) -> the seconds its own actions ran, from tasks.tsv rows."""
+    seconds: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row.get("sketch") and row.get("seconds"):
+            key = (row.get("board", ""), row["sketch"])
+            seconds[key] = seconds.get(key, 0.0) + float(row["seconds"])
+    return seconds
+
+
+def shard(keys: Sequence[tuple[str, str]], k: int, n: int,
+          seconds: Mapping[tuple[str, str], float] = {}) -> list[tuple[str, str]]:
+    """The targets of shard `k` of `n` (from 1): longest first, each onto the shard with the least work so
+    far (ties: the lowest shard), so N jobs that each run this get disjoint shares that cover every target
+    and take about as long. A target the durations do not know weighs their median (1 when none is known)."""
+    known = sorted(seconds[key] for key in keys if key in seconds)
+    typical = known[len(known) // 2] if known else 1.0
+    weight = {key: seconds.get(key, typical) for key in keys}
+    loads = [0.0] * n
+    mine = []
+    for key in sorted(keys, key=lambda key: (-weight[key], key)):
+        least = min(range(n), key=lambda i: (loads[i], i))
+        loads[least] += weight[key]
+        if least == k - 1:
+            mine.append(key)
+    return mine
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise FbuildError(f"--shard {text}: expected K/N with 1 <= K <= N, such as 2/3")
+    return int(k), int(n)
 
 
 def _with_menus(board_id: str, board: Board) -> str:
