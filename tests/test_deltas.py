@@ -284,6 +284,14 @@ def test_bad_bases_are_one_line_usage_errors(tmp_path):
             (("compare", str(tmp_path), str(tmp_path), "--fail-on-growth", "-1"), "0 or more")):
         proc = run_cli(*argv)
         assert proc.returncode == 2 and fragment in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    old = {"board": UNO, "exit_code": 0, "stage1_cache_key": "", "stage1_cache": "off", "peak_rss_mb": 1.0,
+           "phases": [], "sketches": [{"sketch": "A", "id": "A", "path": "/x/A", "status": "ok", "seconds": 1.0,
+                                       "out_dir": "", "log": "", "flash": 500, "ram": 9}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))  # before targets named their board
+    new = dict(old, sketches=[dict(old["sketches"][0], board=UNO, board_id="uno", flash=510)])
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    proc = run_cli("compare", str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--json")
+    assert [t["flash"]["delta"]["absolute"] for t in json.loads(proc.stdout)["targets"]] == [10], proc.stderr
     (tmp_path / "results.json").write_text('{"sketches": 3}')
     proc = run_cli("compare", str(tmp_path), str(tmp_path))
     assert proc.returncode == 2 and "not a results.json" in proc.stderr and "Traceback" not in proc.stderr
