@@ -43,6 +43,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _property(text: str) -> tuple[str, str]:
     if "=" not in text or not text.split("=", 1)[0]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
@@ -132,6 +142,14 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and errors)")
     many.add_argument("--wait", action="store_true",
                       help="when another build is using --out, wait for it to finish instead of stopping (exit 2)")
+    many.add_argument("--sketches-report", metavar="DIR",
+                      help="also write the sketches report of arduino/compile-sketches into DIR (one "
+                      "FQBN.json per board, FQBN with - for :), for an unchanged arduino/report-size-deltas step; "
+                      "sketch names are relative to $GITHUB_WORKSPACE or the current folder, the commit is "
+                      "$GITHUB_SHA (a pull request's head) or the current folder's git HEAD")
+    many.add_argument("--base", metavar="BASE_OUT",
+                      help="with --sketches-report: take each target's previous sizes (the report's previous and "
+                      "delta) from this earlier build's --out (its results.json) instead of building the base again")
     graph = sub.add_parser("graph", help="export the build DAG (for ninja or inspection)",
                            description="Export the actions compile-many would run. With --format ninja, the "
                            "sketches are preprocessed now and build.ninja runs every toolchain command with "
@@ -169,6 +187,23 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--png", metavar="FILE",
                         help="write the timeline of every action per worker slot, critical path outlined "
                         "(needs matplotlib)")
+    compare = sub.add_parser("compare", help="flash and RAM deltas between two builds",
+                             description="Compare two compile-many builds (e.g. the base and the head of a pull "
+                             "request): per target (a sketch for a board, matched by FQBN and sketch name), flash "
+                             "and RAM in the head build and their change in bytes and in percent of the base size, "
+                             "largest growth first; a target in one build only is shown as added or removed, a "
+                             "side that did not build without a change. Exit 0; 1 when --fail-on-growth is "
+                             "passed and some target grew past it; 2: usage error (a folder without "
+                             "results.json).")
+    compare.add_argument("base", metavar="BASE_OUT", help="the --out folder (or results.json) of the base build")
+    compare.add_argument("head", metavar="HEAD_OUT", help="the --out folder (or results.json) of the head build")
+    compare.add_argument("--fail-on-growth", type=_percent, metavar="PERCENT",
+                         help="exit 1 when any target's flash or RAM grew by more than PERCENT percent of its base "
+                         "size (e.g. 2 or 0.5; 0: any growth); growth from 0 bytes always counts")
+    compare.add_argument("--json", action="store_true",
+                         help="print the deltas as JSON: per target and memory, base and head sizes, the change in "
+                         "bytes, in percent of the head's maximum (relative, as compile-sketches) and of the base "
+                         "size (growth)")
     cache = sub.add_parser("cache", help="see, bound and bake the build cache")
     verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
@@ -251,9 +286,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "compile-many":
             live = sys.stdout.isatty() and not (args.json or args.quiet)
-            code, report = compile_many(_config(args), progress=_note, t0=_STARTED,
+            config = _config(args)
+            base = _sketches_report_base(args)
+            code, report = compile_many(config, progress=_note, t0=_STARTED,
                                         view=lambda total: progress.view(args.json, args.quiet, total))
             from fbuild_graph.outputs import results
+
+            if args.sketches_report:
+                _write_sketches_report(args, report, base)
 
             if args.json:
                 sys.stdout.write(results.to_json(report))
@@ -280,6 +320,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "boards":
             return _boards(args)
+        if args.command == "compare":
+            return _compare(args)
         return _graph(args)
     except FbuildError as exc:
         return _fail(args, str(exc), exc.exit_code)
@@ -299,6 +341,52 @@ def _fail(args: argparse.Namespace, line: str, code: int) -> int:
         traceback.print_exc()
     print(f"fbuild-graph: error: {line}", file=sys.stderr)
     return code
+
+
+def _sketches_report_base(args: argparse.Namespace):
+    """Check --sketches-report and --base before anything is built; the base build's report, if any."""
+    if args.base and not args.sketches_report:
+        raise FbuildError("--base BASE_OUT gives the deltas of --sketches-report DIR: pass both (or compare two "
+                          "builds with `fbuild-graph compare BASE_OUT HEAD_OUT`)")
+    if not args.sketches_report:
+        return None
+    ensure_folder(args.sketches_report, "--sketches-report")
+    from fbuild_graph.outputs import results
+
+    return results.read_report(args.base, "--base") if args.base else None
+
+
+def _write_sketches_report(args: argparse.Namespace, report, base) -> None:
+    from fbuild_graph.outputs import sketches_report
+
+    workspace = os.environ.get("GITHUB_WORKSPACE") or os.getcwd()
+    commit = sketches_report.commit_from_environment(os.environ, os.getcwd())
+    reports = sketches_report.build(report.sketches, report.boards, commit, workspace,
+                                    base.sketches if base is not None else None)
+    written = sketches_report.write(args.sketches_report, reports)
+    if not args.quiet:
+        _note(f"wrote {len(written)} sketches report{'s' if len(written) != 1 else ''} in {args.sketches_report}"
+              + (f" (deltas against {args.base})" if base is not None else ""))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from fbuild_graph.outputs import deltas, results
+
+    base = results.read_report(args.base, "BASE_OUT")
+    head = results.read_report(args.head, "HEAD_OUT")
+    compared = deltas.compare(base.sketches, head.sketches)
+    limit = args.fail_on_growth
+    if args.json:
+        sys.stdout.write(deltas.to_json(compared, limit))
+    else:
+        sys.stdout.write(deltas.format_table(compared))
+        sys.stdout.write(deltas.summary_line(compared, limit))
+    grown = deltas.grown_past(compared, limit) if limit is not None else []
+    for target in grown:
+        _note(f"fbuild-graph: {target.board_id or target.board} {target.id} grew past {limit:g}% ("
+              + ", ".join(f"{name} {memory.absolute:+d} bytes" for name, memory in target.memories
+                          if memory.grew_past(limit)) + ")")
+    return ExitCode.FAILED if grown else ExitCode.OK
 
 
 def _graph(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Callable, Iterable, Mapping, Sequence
 
+import attrs
 import cattrs
 
 from fbuild_graph.errors import FbuildError
@@ -33,6 +34,26 @@ def to_json(value) -> str:
 
 def write_report(out: str, report: BuildReport) -> None:
     write_atomic(os.path.join(out, "results.json"), to_json(report))
+
+
+def read_report(path: str, what: str = "results.json") -> BuildReport:
+    """A build's results.json read back; `path` is the file or the --out folder holding it. `what` names the
+    argument in the one-line error a missing or foreign file gives. A single-board build's targets from
+    before they named their board get the build's."""
+    file = os.path.join(path, "results.json") if os.path.isdir(path) else path
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+        report = _converter.structure(data, BuildReport)
+    except FileNotFoundError:
+        raise FbuildError(f"{what} {path}: no results.json there; pass the --out folder of a compile-many run") from None
+    except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise FbuildError(f"{what} {file}: not a results.json of fbuild-graph ({type(exc).__name__}: {first})") from None
+    if report.board and any(not r.board for r in report.sketches):  # written before targets named their board
+        report = attrs.evolve(report, sketches=tuple(r if r.board else attrs.evolve(r, board=report.board)
+                                                     for r in report.sketches))
+    return report
 
 
 def write_sketch(sketch_dir: str, result: SketchResult) -> None:
