@@ -51,7 +51,8 @@ from fbuild_graph.exitcodes import ExitCode
 from fbuild_graph.planning.layout import Layout
 from fbuild_graph.caches.bundles import DEFAULT_MAX_BUNDLE_BYTES
 from fbuild_graph.caches.cache import Cache, CacheSpec
-from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Owner, Phase, SketchStatus
+from fbuild_graph.model import (FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Owner, Phase, SketchStatus,
+                                WarningLevel)
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -79,7 +80,7 @@ class Config:
     cancel_in_progress: bool = False
     wait: bool = False
     excludes: tuple[str, ...] = ()  # --exclude BOARD:GLOB
-    warnings: str = "none"  # --warnings: which compiler.warning_flags.LEVEL the compiles take
+    warnings: str = WarningLevel.NONE  # --warnings: which compiler.warning_flags.LEVEL the compiles take
     warnings_as_errors: bool = False
     max_failures: Optional[int] = None
     shard: Optional[tuple[int, int]] = None  # (K, N): the K-th of N shards, from 1
@@ -257,7 +258,7 @@ def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]])
     """The targets of this run: all of them, or those --only-failed names, then this run's --shard."""
     keys = [(board_id, sk.id) for _, board_id, sk in pairs]
     if config.only_failed:
-        again = targets.not_built(results.read_report(config.only_failed))
+        again = targets.not_built(results.read_report(config.only_failed, "--only-failed"))
         keys = [(board_id, sk.id) for board, board_id, sk in pairs if (board.fqbn, sk.path) in again]
     if config.shard:
         seconds = targets.target_seconds(results.read_tasks(config.durations)) if config.durations else {}

@@ -31,6 +31,8 @@ from fbuild_graph.caches.cache import CACHE_MODES, parse_size
 from fbuild_graph.errors import FbuildError, os_error_line
 from fbuild_graph.exitcodes import ExitCode
 from fbuild_graph.fileio import ensure_folder
+from fbuild_graph.model import WarningLevel
+from fbuild_graph.planning import targets
 
 
 def _positive(text: str) -> int:
@@ -51,6 +53,13 @@ def _percent(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return targets.parse_shard(text)
+    except FbuildError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _property(text: str) -> tuple[str, str]:
@@ -98,6 +107,17 @@ def _build_args(p: argparse.ArgumentParser, *, jobs: bool, out: bool = True) -> 
                    help="add user libraries: a folder of libraries or one library's root (repeatable)")
     p.add_argument("--build-property", action="append", default=[], type=_property, metavar="KEY=VALUE",
                    help="override a platform property, as arduino-cli does (repeatable)")
+    p.add_argument("--warnings", choices=[level.value for level in WarningLevel], default=WarningLevel.NONE.value,
+                   help="the compiler warnings, as arduino-cli's --warnings: the platform's "
+                   "compiler.warning_flags.LEVEL (default none: the IDE's firmware, byte for byte)")
+    p.add_argument("--shard", metavar="K/N", type=_shard,
+                   help="build only the K-th of N deterministic shares of the targets (N CI jobs split a matrix)")
+    p.add_argument("--durations", metavar="TASKS_TSV",
+                   help="with --shard: balance the shares by the targets' times in this earlier tasks.tsv (or "
+                   "--out folder), instead of by count")
+    p.add_argument("--only-failed", metavar="PREVIOUS_OUT",
+                   help="build only the targets that did not build in this earlier --out (failed, not built, "
+                   "cancelled, interrupted)")
     if jobs:
         cores = os.cpu_count() or 1
         p.add_argument("--framework-jobs", type=_positive, default=None,
@@ -137,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
                           "2: usage or configuration error; 3: superseded by a newer run of --group; "
                           "130: interrupted.")
     _build_args(many, jobs=True)
+    many.add_argument("--warnings-as-errors", action="store_true",
+                      help="a target with warnings (its own compiles and link, and its libraries') fails")
+    many.add_argument("--max-failures", type=_positive, metavar="N",
+                      help="after N failed targets stop: running tools are killed, the rest is reported `not built`")
     many.add_argument("--json", action="store_true",
                       help="print the result map as JSON on stdout (progress lines go to stderr)")
     many.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and errors)")
@@ -245,7 +269,9 @@ def _config(args: argparse.Namespace) -> Config:
         raise FbuildError("--cancel-in-progress needs --group NAME: it cancels the older runs of that group")
     if group:
         extra.update(group=group, cancel_in_progress=args.cancel_in_progress)
-    for name in ("cache_dir", "cache_mode", "wait"):
+    if args.durations and not args.shard:
+        raise FbuildError("--durations balances --shard K/N: add --shard, or drop --durations")
+    for name in ("cache_dir", "cache_mode", "wait", "warnings_as_errors", "max_failures"):
         if getattr(args, name, None):
             extra[name] = getattr(args, name)
     if getattr(args, "max_bundle_size", None):
@@ -254,7 +280,8 @@ def _config(args: argparse.Namespace) -> Config:
                   hardware=tuple(args.hardware), tools=tuple(args.tools), library_dirs=tuple(args.library_dir),
                   build_properties=dict(args.build_property), scheduler=scheduler,
                   cache_layers=tuple(getattr(args, "cache_ro", ())), cache_trust=tuple(getattr(args, "trust", ())),
-                  ccache=not getattr(args, "no_ccache", False),
+                  ccache=not getattr(args, "no_ccache", False), warnings=args.warnings, shard=args.shard,
+                  durations=args.durations, only_failed=args.only_failed,
                   **extra)
 
 

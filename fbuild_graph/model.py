@@ -102,6 +102,15 @@ class Owner:
 CORE = str(Owner.core())
 
 
+class WarningLevel(StrEnum):
+    """arduino-cli's --warnings: which `compiler.warning_flags.LEVEL` of the platform the compiles take."""
+
+    NONE = "none"
+    DEFAULT = "default"
+    MORE = "more"
+    ALL = "all"
+
+
 class SketchStatus(StrEnum):
     """What became of a sketch for a board (SketchResult.status). NOT_BUILT: the cluster could no longer run
     its work (the scheduler was lost, or no worker offers a resource it needs); that says nothing about the

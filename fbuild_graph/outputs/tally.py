@@ -114,7 +114,8 @@ class Tally:
             error = size_error(size, target.board.flash_max, target.board.ram_max)
         warnings = count_warnings(records) + sum(self.warnings.get(lib, 0) for lib in target.libraries)
         if error is None and warnings and self.warnings_as_errors:
-            error = f"{warnings} warnings and --warnings-as-errors: {first_warning(records) or 'see the libraries logs'}"
+            first = first_warning(records) or "in a library it links: see its log"
+            error = f"{warnings} warning{'s' if warnings > 1 else ''} and --warnings-as-errors: {first}"
         return SketchDone(target=target, records=records, status=_status(records, error), error=error, size=size,
                           warnings=warnings)
 
