@@ -319,7 +319,8 @@ def _ci_reports(args: argparse.Namespace, report: BuildReport) -> None:
     if github:
         sys.stdout.flush()
         sys.stderr.flush()
-        (sys.stderr if args.json else sys.stdout).write(actions.annotations(report, logs, os.environ.get("GITHUB_WORKSPACE")))
+        commands = actions.annotations(report, logs, os.environ.get("GITHUB_WORKSPACE"))
+        (sys.stderr if args.json else sys.stdout).write(commands)
         if os.environ.get("GITHUB_STEP_SUMMARY"):
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:  # appended: steps share it
                 f.write(actions.summary(report))

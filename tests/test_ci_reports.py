@@ -20,7 +20,8 @@ SKETCHES = {
     # 40000 bytes of flash: more than the uno's 32256 and the leonardo's 28672; each array is within the
     # compiler's limit on one object.
     "TooBig": "const char a[20000] PROGMEM = {1};\nconst char b[20000] PROGMEM = {2};\n"
-              "void setup() { Serial.print(pgm_read_byte(&a[millis() % 20000]) + pgm_read_byte(&b[millis() % 20000])); }\n"
+              "void setup() { Serial.print(pgm_read_byte(&a[millis() % 20000]) +\n"
+              "                            pgm_read_byte(&b[millis() % 20000])); }\n"
               "void loop() {}\n",
     "NotOnUno": "void setup() {}\nvoid loop() {}\n",
     "Good": "void setup() { pinMode(13, OUTPUT); }\nvoid loop() {}\n",
