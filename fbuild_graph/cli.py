@@ -30,8 +30,8 @@ from fbuild_graph.build import Config, compile_many, default_cache_dir, prepare
 from fbuild_graph.caches.cache import CACHE_MODES, parse_size
 from fbuild_graph.errors import FbuildError, os_error_line
 from fbuild_graph.exitcodes import ExitCode
-from fbuild_graph.fileio import ensure_folder
-from fbuild_graph.model import WarningLevel
+from fbuild_graph.fileio import ensure_folder, write_atomic
+from fbuild_graph.model import BuildReport, SketchStatus, WarningLevel
 from fbuild_graph.planning import targets
 
 
@@ -174,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--base", metavar="BASE_OUT",
                       help="with --sketches-report: take each target's previous sizes (the report's previous and "
                       "delta) from this earlier build's --out (its results.json) instead of building the base again")
+    many.add_argument("--junit", metavar="FILE",
+                      help="also write the results as JUnit XML: a testsuite per board, a testcase per sketch")
+    many.add_argument("--annotations", choices=("auto", "github", "none"), default="auto",
+                      help="github: after the build, print a workflow command for every error and warning of a failed "
+                      "sketch, fold its log, and append a summary to $GITHUB_STEP_SUMMARY; auto (default): github "
+                      "when GITHUB_ACTIONS=true; none: neither")
     graph = sub.add_parser("graph", help="export the build DAG (for ninja or inspection)",
                            description="Export the actions compile-many would run. With --format ninja, the "
                            "sketches are preprocessed now and build.ninja runs every toolchain command with "
@@ -315,6 +321,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             live = sys.stdout.isatty() and not (args.json or args.quiet)
             config = _config(args)
             base = _sketches_report_base(args)
+            if args.junit:  # an unwritable report fails now, not after the build
+                ensure_folder(os.path.dirname(os.path.abspath(args.junit)), "the folder of --junit")
             code, report = compile_many(config, progress=_note, t0=_STARTED,
                                         view=lambda total: progress.view(args.json, args.quiet, total))
             from fbuild_graph.outputs import results
@@ -329,6 +337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 sys.stdout.write(results.format_summary(report))
             else:
                 sys.stdout.write(results.format_summary(report))  # the per-sketch lines above are the table
+            _ci_reports(args, report)
             return code
         if args.command == "cache":
             return _cache(args)
@@ -361,6 +370,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         first = (str(exc).splitlines() or [""])[0]
         return _fail(args, f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback, "
                      "and report it)", ExitCode.USAGE)
+
+
+def _ci_reports(args: argparse.Namespace, report: BuildReport) -> None:
+    """--junit and --annotations, once the build is over: its progress lines are all out, so the workflow
+    commands come after them (on stdout, the runner's; on stderr with --json, whose stdout is the JSON)."""
+    github = args.annotations == "github" or (args.annotations == "auto" and os.environ.get("GITHUB_ACTIONS") == "true")
+    if not (args.junit or github):
+        return
+    from fbuild_graph.outputs import github as actions
+    from fbuild_graph.outputs import junit
+
+    logs = _failed_logs(report)
+    if args.junit:
+        write_atomic(args.junit, junit.to_xml(report, logs))
+    if github:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        commands = actions.annotations(report, logs, os.environ.get("GITHUB_WORKSPACE"))
+        (sys.stderr if args.json else sys.stdout).write(commands)
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:  # appended: steps share it
+                f.write(actions.summary(report))
+
+
+def _failed_logs(report: BuildReport) -> dict[str, str]:
+    """The failed targets' build.logs by path; one that cannot be read is left out (its excerpt is empty)."""
+    logs = {}
+    for result in report.sketches:
+        if result.status == SketchStatus.FAILED and result.log:
+            with contextlib.suppress(OSError):
+                with open(result.log, encoding="utf-8", errors="replace") as f:
+                    logs[result.log] = f.read()
+    return logs
 
 
 def _fail(args: argparse.Namespace, line: str, code: int) -> int:

@@ -208,7 +208,7 @@ def sketch_actions(
     `precompiled`: the precompiled libraries the sketch uses, in link order, whose flags its link takes."""
     owner = str(Owner.sketch(sk.id))
     build = layout.sketch_build_dir(sk.id)
-    dest = os.path.join(build, "sketch")
+    dest = layout.sketch_copies_dir(sk.id)
     merged = os.path.join(dest, merged_name(sk.name))
     copies = tuple(os.path.join(dest, rel) for rel in sk.files)
     compile_step = f"{owner}:compile"

@@ -2,7 +2,7 @@
 
     OUT/stage1/core/            core objects and core.a          OUT/stage1/core.log
     OUT/stage1/libraries/NAME/  a library's objects              OUT/stage1/libraries/NAME.log
-    OUT/sketches/ID/build/      a sketch's intermediate files
+    OUT/sketches/ID/build/      a sketch's intermediate files; build/sketch/: its merged source and copies
     OUT/sketches/ID/            firmware.elf/.hex/.eep, build.log, result.json
     OUT/results.json  OUT/phases.tsv  OUT/tasks.tsv
     OUT/includes.cache          library detection's preprocessor answers (include_probe.py)
@@ -56,6 +56,10 @@ class Layout:
 
     def sketch_build_dir(self, sketch_id: str) -> str:
         return os.path.join(self.sketch_dir(sketch_id), "build")
+
+    def sketch_copies_dir(self, sketch_id: str) -> str:
+        """The merged `.ino.cpp` and copies of the sketch's other files, compiled there (not in the sketch)."""
+        return os.path.join(self.sketch_build_dir(sketch_id), "sketch")
 
     def sketch_log(self, sketch_id: str) -> str:
         return os.path.join(self.sketch_dir(sketch_id), "build.log")
