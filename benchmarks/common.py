@@ -268,6 +268,14 @@ def write_tsv(path: Path, runs: Sequence[Run]) -> None:
     path.write_text("".join("\t".join(cell(v) for v in row) + "\n" for row in rows))
 
 
+def write_outputs(tsv: Path, runs: Sequence[Run], header: Sequence[str], table: str) -> None:
+    """The runs as TSV, and beside it (.txt) the machine header and the printed table."""
+    write_tsv(tsv, runs)
+    txt = tsv.with_suffix(".txt")
+    txt.write_text("\n".join(header) + "\n" + table)
+    print(f"wrote {tsv} and {txt}")
+
+
 def of(runs: Sequence[Run], suite: str, mode: str) -> list[Run]:
     return [r for r in runs if r.suite == suite and r.mode == mode]
 

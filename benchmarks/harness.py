@@ -42,7 +42,7 @@ import cluster
 import compare
 import sweep
 from common import (EXAMPLE_COUNT, Bench, Run, at_least, example_sketches, find_tools, given_sketches, machine_lines,
-                    make_sketch_set, write_tsv)
+                    make_sketch_set, write_outputs)
 
 SUITES = {"compare": compare, "cache": cache, "sweep": sweep, "cluster": cluster}
 DEFAULT_SUITES = "compare,cache,sweep"
@@ -77,11 +77,7 @@ def main() -> int:
         print(file=table)
         suite.report(runs, table)
     print(table.getvalue())
-    tsv = Path(args.tsv)
-    write_tsv(tsv, runs)
-    txt = tsv.with_suffix(".txt")
-    txt.write_text("\n".join(header) + "\n" + table.getvalue())
-    print(f"wrote {tsv} and {txt}")
+    write_outputs(Path(args.tsv), runs, header, table.getvalue())
     return 0
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TextIO
 
 from common import (COLD, EXAMPLE_COUNT, Bench, Run, at_least, compile_many, done, example_sketches,
-                    fail, find_tools, given_sketches, job_args, machine_lines, median, of, summed, write, write_tsv)
+                    fail, find_tools, given_sketches, job_args, machine_lines, median, of, summed, write, write_outputs)
 from compare import ninja_build
 
 SUITE = "matrix"
@@ -194,11 +194,7 @@ def main() -> int:
     print(file=table)
     summary(walls, {name: of(runs, f"{SUITE}-{name}", "matrix")[0].sketches for name in sets}, table)
     print(table.getvalue())
-    tsv = Path(args.tsv)
-    write_tsv(tsv, runs)
-    txt = tsv.with_suffix(".txt")
-    txt.write_text("\n".join(header) + "\n" + table.getvalue())
-    print(f"wrote {tsv} and {txt}")
+    write_outputs(Path(args.tsv), runs, header, table.getvalue())
     return 0
 
 

@@ -56,6 +56,22 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
+def make_sketch(root: Path, name: str, body: str, markers: tuple[str, ...] = ()) -> Path:
+    """A sketch folder `root/name` holding `name.ino` and the (empty) marker files named."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.ino").write_text(body)
+    for marker in markers:
+        (folder / marker).touch()
+    return folder
+
+
+def target_results(out: Path) -> dict[tuple[str, str], dict]:
+    """A build's results.json targets by (board id, sketch id)."""
+    report = json.loads((out / "results.json").read_text())
+    return {(s["board_id"], s["id"]): s for s in report["sketches"]}
+
+
 class Build:
     def __init__(self, out: Path, proc: subprocess.CompletedProcess):
         self.out = out

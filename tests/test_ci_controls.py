@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, PLATFORM, needs_toolchain, read_tsv, run_cli
+from conftest import EXAMPLES, PLATFORM, make_sketch, needs_toolchain, read_tsv, run_cli, target_results
 from fbuild_graph.planning import targets
 
 FAILING, GOOD = 10, 2
-
-
-def _sketch(root: Path, name: str, body: str) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / f"{name}.ino").write_text(body)
-    return folder
-
-
-def _results(out: Path) -> dict[tuple[str, str], dict]:
-    report = json.loads((out / "results.json").read_text())
-    return {(s["board_id"], s["id"]): s for s in report["sketches"]}
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +20,9 @@ def stopped_early(tmp_path_factory):
         pytest.skip("needs arduino-core-avr")
     root = tmp_path_factory.mktemp("max-failures")
     for i in range(FAILING):
-        _sketch(root / "sketches", f"bad{i}", f"void setup() {{ missing{i}(); }}\nvoid loop() {{}}\n")
+        make_sketch(root / "sketches", f"bad{i}", f"void setup() {{ missing{i}(); }}\nvoid loop() {{}}\n")
     for i in range(GOOD):
-        _sketch(root / "sketches", f"good{i}", "void setup() {}\nvoid loop() {}\n")
+        make_sketch(root / "sketches", f"good{i}", "void setup() {}\nvoid loop() {}\n")
     out = root / "out"
     proc = run_cli("compile-many", "--board", "uno", "--max-failures", "2", "--sketch-jobs", "2", "-o", str(out),
                    str(root / "sketches"))
@@ -46,12 +33,12 @@ def stopped_early(tmp_path_factory):
 def test_max_failures_stops_the_run_and_reports_the_rest_not_built(stopped_early):
     root, out, proc = stopped_early
     assert proc.returncode == 1, proc.stderr
-    statuses = [s["status"] for s in _results(out).values()]
+    statuses = [s["status"] for s in target_results(out).values()]
     assert statuses.count("failed") == 2 and statuses.count("not built") == FAILING + GOOD - 2
     assert "--max-failures 2 reached" in proc.stderr
     running = subprocess.run(["pgrep", "-f", str(root)], capture_output=True, text=True).stdout.split()
     assert running == []  # no compiler of ours left behind
-    for (_, sketch_id), result in _results(out).items():
+    for (_, sketch_id), result in target_results(out).items():
         if result["status"] == "not built":
             assert not (out / "sketches" / sketch_id / "firmware.hex").exists()
 
@@ -64,7 +51,7 @@ def test_only_failed_takes_what_did_not_build(stopped_early, tmp_path):
                    str(root / "sketches"))
     assert proc.returncode == 0, proc.stderr
     owners = {a["owner"] for a in json.loads(proc.stdout)["actions"] if a["owner"].startswith("sketch:")}
-    assert owners == {f"sketch:{sk}" for (_, sk) in _results(out)}  # every one of them failed or was not built
+    assert owners == {f"sketch:{sk}" for (_, sk) in target_results(out)}  # every one of them failed or was not built
     missing = run_cli("graph", "--board", "uno", "--only-failed", str(tmp_path / "nowhere"), str(root / "sketches"))
     assert missing.returncode == 2 and "--only-failed" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
@@ -103,7 +90,7 @@ WARNS = "int twice(int x) { int unused; return 2 * x; }\nvoid setup() { twice(1)
 
 @needs_toolchain
 def test_warnings_are_counted_the_same_when_nothing_ran_again(tmp_path):
-    sketch = _sketch(tmp_path / "sketches", "warns", '#include <Noisy.h>\n' + WARNS)
+    sketch = make_sketch(tmp_path / "sketches", "warns", '#include <Noisy.h>\n' + WARNS)
     lib = tmp_path / "libs" / "Noisy"
     (lib / "src").mkdir(parents=True)
     (lib / "src" / "Noisy.h").write_text("int noisy();\n")
@@ -113,18 +100,18 @@ def test_warnings_are_counted_the_same_when_nothing_ran_again(tmp_path):
             str(sketch))
     cold = run_cli(*args, "-o", str(tmp_path / "cold"))
     assert cold.returncode == 0, cold.stderr
-    assert _results(tmp_path / "cold")[("uno", "warns")]["warnings"] == 2  # its own and its library's
+    assert target_results(tmp_path / "cold")[("uno", "warns")]["warnings"] == 2  # its own and its library's
     warm = run_cli(*args, "-o", str(tmp_path / "cold"))  # every action up to date
     from_cache = run_cli(*args, "-o", str(tmp_path / "elsewhere"))  # the library's unit from the stage-1 cache
     assert warm.returncode == from_cache.returncode == 0
     assert "stage1_cache" in json.loads((tmp_path / "elsewhere" / "results.json").read_text())
     assert [t["status"] for t in read_tsv(tmp_path / "elsewhere" / "tasks.tsv") if "Noisy" in t["key"]] == ["cached"]
     for out in ("cold", "elsewhere"):
-        assert _results(tmp_path / out)[("uno", "warns")]["warnings"] == 2, out
+        assert target_results(tmp_path / out)[("uno", "warns")]["warnings"] == 2, out
     strict = run_cli(*args, "--warnings-as-errors", "-o", str(tmp_path / "cold"))
-    result = _results(tmp_path / "cold")[("uno", "warns")]
+    result = target_results(tmp_path / "cold")[("uno", "warns")]
     assert strict.returncode == 1 and result["status"] == "failed"
     assert result["error"].startswith("2 warnings and --warnings-as-errors: ") and "unused" in result["error"]
     quiet = run_cli("compile-many", "--board", "uno", "--library-dir", str(tmp_path / "libs"), str(sketch),
                     "-o", str(tmp_path / "quiet"))
-    assert quiet.returncode == 0 and _results(tmp_path / "quiet")[("uno", "warns")]["warnings"] == 0
+    assert quiet.returncode == 0 and target_results(tmp_path / "quiet")[("uno", "warns")]["warnings"] == 0

@@ -3,14 +3,13 @@ would be; shared library compiles only where they are the same compile; skipped 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from attrs import evolve
 
-from conftest import DEBIAN_ONLY, EXAMPLES, PLATFORM, needs_toolchain, read_tsv, run_cli
+from conftest import DEBIAN_ONLY, EXAMPLES, PLATFORM, make_sketch, needs_toolchain, read_tsv, run_cli, target_results
 from fbuild_graph.arduino import board as boards
 from fbuild_graph.arduino import libraries
 from fbuild_graph.arduino.detection import Discovery
@@ -129,30 +128,16 @@ def test_a_library_is_compiled_once_for_boards_whose_compiles_are_the_same(tmp_p
 
 # real builds ------------------------------------------------------------------------------------------------
 
-def _sketch(root: Path, name: str, body: str, markers: tuple[str, ...] = ()) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / f"{name}.ino").write_text(body)
-    for marker in markers:
-        (folder / marker).touch()
-    return folder
-
-
-def _targets(out: Path) -> dict[tuple[str, str], dict]:
-    report = json.loads((out / "results.json").read_text())
-    return {(s["board_id"], s["id"]): s for s in report["sketches"]}
-
-
 @pytest.fixture(scope="module")
 def matrix_build(tmp_path_factory):
     if not shutil.which("avr-g++") or not PLATFORM.is_dir():
         pytest.skip("needs the AVR toolchain and arduino-core-avr")
     root = tmp_path_factory.mktemp("matrix")
     extra = root / "sketches"
-    _sketch(extra, "usb_only", "void setup() { USBDevice.attach(); }\nvoid loop() {}\n")
-    _sketch(extra, "not_on_uno", "void setup() {}\nvoid loop() {}\n", (".uno.test.skip",))
-    _sketch(extra, "leonardo_only", "void setup() {}\nvoid loop() {}\n", (".leonardo.test.only",))
-    _sketch(extra, "uses_samd", "#include <SamdOnly.h>\nvoid setup() {}\nvoid loop() {}\n")
+    make_sketch(extra, "usb_only", "void setup() { USBDevice.attach(); }\nvoid loop() {}\n")
+    make_sketch(extra, "not_on_uno", "void setup() {}\nvoid loop() {}\n", (".uno.test.skip",))
+    make_sketch(extra, "leonardo_only", "void setup() {}\nvoid loop() {}\n", (".leonardo.test.only",))
+    make_sketch(extra, "uses_samd", "#include <SamdOnly.h>\nvoid setup() {}\nvoid loop() {}\n")
     lib = root / "libs" / "SamdOnly"
     (lib / "src").mkdir(parents=True)
     (lib / "src" / "SamdOnly.h").write_text("#pragma once\n")
@@ -168,7 +153,7 @@ def matrix_build(tmp_path_factory):
 def test_each_target_is_the_firmware_its_board_builds_alone(matrix_build, tmp_path):
     out, proc = matrix_build
     assert proc.returncode == 1, proc.stderr  # usb_only fails on three boards
-    targets = _targets(out)
+    targets = target_results(out)
     assert len(targets) == len(BOARDS) * (len(EXAMPLES) + 4)
     for board in BOARDS:
         alone = tmp_path / board
@@ -187,7 +172,7 @@ def test_each_target_is_the_firmware_its_board_builds_alone(matrix_build, tmp_pa
 
 @needs_toolchain
 def test_a_usb_sketch_builds_for_the_leonardo_only(matrix_build):
-    targets = _targets(matrix_build[0])
+    targets = target_results(matrix_build[0])
     assert targets[("leonardo", "usb_only")]["status"] == "ok"
     for board in ("uno", "mega", "nano"):
         assert targets[(board, "usb_only")]["status"] == "failed"
@@ -198,7 +183,7 @@ def test_a_usb_sketch_builds_for_the_leonardo_only(matrix_build):
 @needs_toolchain
 def test_skipped_targets_say_why_and_build_nothing(matrix_build):
     out = matrix_build[0]
-    targets = _targets(out)
+    targets = target_results(out)
     reasons = {key: t["error"] for key, t in targets.items() if t["status"] == "skipped"}
     assert reasons[("uno", "not_on_uno")] == "skipped: the sketch folder holds .uno.test.skip"
     assert targets[("mega", "not_on_uno")]["status"] == "ok"
@@ -232,12 +217,12 @@ def test_a_broken_core_fails_only_its_own_boards_targets(tmp_path):
     shutil.copytree(PLATFORM, broken, ignore=shutil.ignore_patterns("libraries"))
     with open(broken / "cores" / "arduino" / "wiring.c", "a") as f:
         f.write("\nthis is not C;\n")
-    blink = _sketch(tmp_path / "sketches", "Blink", "void setup() {}\nvoid loop() {}\n")
+    blink = make_sketch(tmp_path / "sketches", "Blink", "void setup() {}\nvoid loop() {}\n")
     out = tmp_path / "out"
     proc = run_cli("compile-many", "--board", "uno", "--board", "broken:avr:uno", "--hardware", str(tmp_path / "hw"),
                    "-o", str(out), str(blink))
     assert proc.returncode == 1, proc.stderr
-    targets = _targets(out)
+    targets = target_results(out)
     assert targets[("arduino-avr-uno", "Blink")]["status"] == "ok"
     failed = targets[("broken-avr-uno", "Blink")]
     assert failed["status"] == "failed" and "core" in failed["error"]
@@ -249,7 +234,7 @@ def test_a_broken_core_fails_only_its_own_boards_targets(tmp_path):
 def test_boards_come_from_a_file_too(tmp_path):
     listing = tmp_path / "boards.txt"
     listing.write_text("# the boards CI builds\narduino:avr:uno\n\n  leonardo  # USB\n")
-    blink = _sketch(tmp_path / "sketches", "Blink", "void setup() {}\nvoid loop() {}\n")
+    blink = make_sketch(tmp_path / "sketches", "Blink", "void setup() {}\nvoid loop() {}\n")
     proc = run_cli("graph", "--format", "ninja", "--boards", str(listing), "-o", str(tmp_path / "out"), str(blink))
     assert proc.returncode == 0, proc.stderr
     for board in ("uno", "leonardo"):
