@@ -476,8 +476,11 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
                 cache = run.store.spec if run.store.mode != "off" and remote is None else None
                 # Workers of our own cluster are this process: their toolchain is ours.
                 expected = fitness.Expectation.of(prepared.boards[0].board.properties) if config.scheduler else None
-                runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
-                           remote, expected)
+                try:
+                    runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
+                               remote, expected)
+                finally:
+                    execute.finish_storing()
     except runner.ClusterFault as exc:
         progress(f"error: {exc}")
         collector.finish_unfinished(SketchStatus.NOT_BUILT, str(exc))

@@ -8,6 +8,7 @@ this run's. Running compilers are tracked so an interrupted build can kill them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import signal
@@ -166,9 +167,21 @@ def run_action(action: Action, store: Optional[Cache] = None,
         signature.record(action, command, output)
         kept = signature.output_path(action)
         if key:
-            store.put(ACTIONS, key, {os.path.relpath(p, action.cwd): p
-                                     for p in (*outputs, *([kept] if kept and output else []))})
+            files = {os.path.relpath(p, action.cwd): p for p in (*outputs, *([kept] if kept and output else []))}
+            # Stored off the step's slot: the next action of the sketch need not wait for the copy. The
+            # digests taken now are what the copy must match (Cache.put), as the stage-1 cache does.
+            _STORING.submit(store.put, ACTIONS, key, files, {rel: fileio.digest(p) for rel, p in files.items()})
     return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
+
+
+def finish_storing() -> None:
+    """Wait for the content-cache entries still being stored (a build's last step has reported)."""
+    global _STORING
+    done, _STORING = _STORING, concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fbuild-graph-store")
+    done.shutdown(wait=True)
+
+
+_STORING = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fbuild-graph-store")
 
 
 @functools.lru_cache(maxsize=None)
