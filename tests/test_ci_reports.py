@@ -24,6 +24,7 @@ SKETCHES = {
               "                            pgm_read_byte(&b[millis() % 20000])); }\n"
               "void loop() {}\n",
     "NotOnUno": "void setup() {}\nvoid loop() {}\n",
+    "UsesBroken": "#include <Broken.h>\nvoid setup() { broken(); }\nvoid loop() {}\n",
     "Good": "void setup() { pinMode(13, OUTPUT); }\nvoid loop() {}\n",
 }
 BOARDS = {"uno": "arduino:avr:uno", "leonardo": "arduino:avr:leonardo"}
@@ -37,6 +38,11 @@ class CiBuild:
             folder.mkdir(parents=True)
             (folder / f"{name}.ino").write_text(text)
         (self.workspace / "sketches" / "NotOnUno" / ".uno.test.skip").write_text("")
+        broken = self.workspace / "libs" / "Broken"
+        (broken / "src").mkdir(parents=True)
+        (broken / "library.properties").write_text("name=Broken\nversion=1.0\n")
+        (broken / "src" / "Broken.h").write_text("void broken();\n")
+        (broken / "src" / "Broken.cpp").write_text("void broken() { this is not C++ }\n")
         self.junit = root / "reports" / "junit.xml"
         self.summary = root / "summary.md"
         self.summary.write_text("# an earlier step's summary\n")
@@ -51,6 +57,7 @@ def ci_build(tmp_path_factory) -> CiBuild:
         env.setenv("GITHUB_STEP_SUMMARY", str(build.summary))
         build.proc = run_cli("compile-many", "--board", "uno", "--board", "leonardo", "--sketch-jobs", "2",
                              "--framework-jobs", "1", "-o", str(build.workspace.parent / "out"),
+                             "--library-dir", str(build.workspace / "libs"),
                              "--junit", str(build.junit), str(build.workspace / "sketches"))
     return build
 
@@ -67,8 +74,8 @@ def test_junit_holds_one_suite_per_board_and_the_right_result_per_target(ci_buil
             outcomes[case.name] = type(case.result[0]).__name__ if case.result else "passed"
         skipped = "Skipped" if board == "uno" else "passed"
         assert outcomes == {"Syntax": "Failure", "NoLib": "Failure", "TooBig": "Failure", "NotOnUno": skipped,
-                            "Good": "passed"}
-        assert (suite.tests, suite.failures, suite.skipped, suite.errors) == (5, 3, int(board == "uno"), 0)
+                            "UsesBroken": "Failure", "Good": "passed"}
+        assert (suite.tests, suite.failures, suite.skipped, suite.errors) == (6, 4, int(board == "uno"), 0)
         assert suite.time == pytest.approx(sum(case.time for case in suite), abs=0.01) and suite.time > 0
     uno = {case.name: case for case in suites[0]}
     failure = uno["Syntax"].result[0]
@@ -76,13 +83,14 @@ def test_junit_holds_one_suite_per_board_and_the_right_result_per_target(ci_buil
     assert "Syntax/Syntax.ino:3:1: error:" in failure.text and "full log: " in failure.text
     assert "NoSuchLibrary.h" in uno["NoLib"].result[0].message
     assert ".uno.test.skip" in uno["NotOnUno"].result[0].message
+    assert uno["UsesBroken"].result[0].message.startswith("library Broken failed to compile; see ")
 
 
 @needs_toolchain
 def test_github_annotations_name_the_users_file_and_line_after_the_build(ci_build):
     out = ci_build.proc.stdout.splitlines()
     commands = [i for i, line in enumerate(out) if line.startswith("::")]
-    summary_line = next(i for i, line in enumerate(out) if re.match(r"10 sketches for 2 boards", line))
+    summary_line = next(i for i, line in enumerate(out) if re.match(r"12 sketches for 2 boards", line))
     assert commands and min(commands) > summary_line  # after every progress line, none between them
     errors = [line for line in out if line.startswith("::error ")]
     for board in BOARDS:
@@ -92,8 +100,10 @@ def test_github_annotations_name_the_users_file_and_line_after_the_build(ci_buil
                    f"title={board} NoLib::NoSuchLibrary.h: No such file or directory" in line for line in errors)
         # A link that overflows the flash names no source line: its first error stands alone.
         assert any(line.startswith(f"::error title={board} TooBig::") for line in errors), errors
+        assert any(line.startswith(f"::error title={board} UsesBroken::library Broken failed to compile")
+                   for line in errors), errors
         assert f"::group::{board} Syntax" in out and f"::group::{board} Good" not in out
-    assert out.count("::endgroup::") == 6
+    assert out.count("::endgroup::") == 8
 
 
 @needs_toolchain
@@ -101,8 +111,8 @@ def test_the_job_summary_is_appended_with_one_row_per_board(ci_build):
     text = ci_build.summary.read_text()
     assert text.startswith("# an earlier step's summary\n")
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| arduino:avr:")]
-    assert [[cell.strip() for cell in row] for row in rows] == [["arduino:avr:uno", "1", "3", "1", "0"],
-                                                               ["arduino:avr:leonardo", "2", "3", "0", "0"]]
+    assert [[cell.strip() for cell in row] for row in rows] == [["arduino:avr:uno", "1", "4", "1", "0"],
+                                                               ["arduino:avr:leonardo", "2", "4", "0", "0"]]
     assert re.search(r"^\| uno \| Syntax \| Syntax/Syntax\.ino:3:1: error: ", text, re.MULTILINE)
     assert re.search(r"^\| leonardo \| Good \| \d+ / 28672 \(\d+\.\d%\) \| \d+ / 2560 ", text, re.MULTILINE)
 
