@@ -11,6 +11,7 @@ SpecCluster, with two worker specs.)
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -157,34 +158,28 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         remote["expected"] = client.scatter([expected], hash=False)[0]
     if commands is not None:
         remote["commands"] = commands
-    futures = {}
-    for step in steps:
-        deps = [futures[d] for d in step.deps]
-        futures[step.key] = client.submit(
-            run_step, step, *deps, cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None,
-            key=f"{step.key}#{run_id}", resources={step.resource: 1}, priority=step.priority, pure=False, **remote,
-        )
-    owners = {future.key: step.owner for step, future in zip(steps, futures.values())}
+    submission = _Submission(client, steps, dict(
+        cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None, pure=False, **remote),
+        run_id)
     # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
-    unfinished = {future.key: step.resource for step, future in zip(steps, futures.values())}
+    unfinished = {step.key: step.resource for step in steps}
     unfinished_lock = threading.Lock()
 
     def needed() -> set[str]:
         with unfinished_lock:
             return set(unfinished.values())
 
-    done = waiting["done"] = as_completed(list(futures.values()))
+    done = waiting["done"] = as_completed(submission.first())
     watchdog = availability.Watchdog(client, needed, stop_waiting, grace)
     if stopped.is_set():
         stop_waiting()
-    # Drop our references as results arrive, so finished results do not pile up in memory.
-    futures.clear()
     lost = False
     try:
         for future in done:
             if stopped.is_set():
                 break
-            result = _result(future, owners.pop(future.key))
+            step = submission.step_of(future)
+            result = _result(future, step.owner)
             if result is None:
                 lost = True
                 # Its attempts to reconnect would each log a traceback; the one line below says it all.
@@ -192,10 +187,11 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
                     logging.getLogger(name).setLevel(logging.CRITICAL)
                 break
             with unfinished_lock:
-                del unfinished[future.key]
-            future.release()
+                del unfinished[step.key]
             if not on_result(result):
                 break
+            for more in submission.finished(step):
+                done.add(more)
     finally:
         watchdog.stop()
         if watcher:
@@ -211,6 +207,62 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         raise watcher.error()
     if watchdog.error:
         raise ClusterFault(watchdog.error)
+
+
+class _Submission:
+    """Steps go to the scheduler a window at a time: every stage-1 step at once (few, and their slots must
+    never wait behind sketches), sketch steps in plan order while at most WINDOW of them are unfinished.
+    distributed assigns a task with resource restrictions to a worker at once, and recomputes a worker's
+    occupancy over every task assigned to it, so submitting 10,000 sketches at once made each step cost
+    time in proportion to the whole run. A finished step's future is kept until every step that depends on
+    it has been submitted, then released, so results do not pile up in memory."""
+
+    WINDOW = 256
+
+    def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str):
+        self.client, self.options, self.run_id = client, options, run_id
+        self.stage1 = [step for step in steps if step.resource == FRAMEWORK]
+        self.rest = collections.deque(step for step in steps if step.resource != FRAMEWORK)
+        self.futures: dict[str, object] = {}
+        self.steps: dict[str, Step] = {}
+        self.waiting_dependents = collections.Counter(d for step in steps for d in step.deps)
+        self.done: set[str] = set()
+        self.open = 0  # sketch steps submitted and not finished
+
+    def first(self) -> list:
+        return [*map(self._submit, self.stage1), *self._more()]
+
+    def step_of(self, future) -> Step:
+        return self.steps[str(future.key).rsplit("#", 1)[0]]
+
+    def finished(self, step: Step) -> list:
+        """Note `step` finished (its result handled); the steps that may now be submitted, submitted."""
+        self.done.add(step.key)
+        self.open -= step.resource != FRAMEWORK
+        self._release_if_unneeded(step.key)
+        return self._more()
+
+    def _more(self) -> list:
+        more = []
+        while self.rest and self.open < self.WINDOW:
+            more.append(self._submit(self.rest.popleft()))
+            self.open += 1
+        return more
+
+    def _submit(self, step: Step):
+        future = self.client.submit(run_step, step, *(self.futures[d] for d in step.deps),
+                                    key=f"{step.key}#{self.run_id}", resources={step.resource: 1},
+                                    priority=step.priority, **self.options)
+        self.futures[step.key] = future
+        self.steps[step.key] = step
+        for dep in step.deps:
+            self.waiting_dependents[dep] -= 1
+            self._release_if_unneeded(dep)
+        return future
+
+    def _release_if_unneeded(self, key: str) -> None:
+        if key in self.done and self.waiting_dependents[key] <= 0 and key in self.futures:
+            self.futures.pop(key).release()
 
 
 def _result(future, owner: str) -> Optional[StepResult]:
