@@ -133,6 +133,10 @@ class Outcome:
     slots: dict[str, int]
 
 
+# In the output folder: what a build learnt of its tools, for the next one (see tools.Tools).
+TOOLS_MEMO = "tools.cache"
+
+
 def default_cache_dir() -> str:
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fbuild-graph")
 
@@ -164,6 +168,14 @@ class Prepared:
     graph: object
     units: tuple[fingerprint.Unit, ...]
     notes: tuple[str, ...]
+    tools: tools.Tools
+
+    def save_memos(self) -> None:
+        """What planning learnt (preprocessor answers, tool files and digests), for the next build: called
+        by whoever holds the output folder's lock."""
+        for built in self.boards:
+            built.answers.save()
+        self.tools.save()
 
 
 @frozen
@@ -205,7 +217,8 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     library_dirs = (*map(os.path.abspath, config.library_dirs),
                     *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else []))
     batch = Batch(sketches=tuple(found), markers={sk.id: targets.markers(sk.path) for sk in found},
-                  exclusions=exclusions, library_dirs=library_dirs, tool=tools.Tools(),
+                  exclusions=exclusions, library_dirs=library_dirs,
+                  tool=tools.Tools(os.path.join(top, TOOLS_MEMO)),
                   chosen=_chosen(config, [(board, board_id, sk) for board, board_id in zip(resolved, ids)
                                           for sk in found]))
     for compiler in dict.fromkeys(toolchain.compiler(board.properties) for board in resolved):
@@ -251,7 +264,7 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
                                                              for name in by_sketch[t.namespace][t.sketch.id]))
                for t in all_targets]
     return Prepared(out=top, boards=tuple(built), targets=tuple(linking), graph=dag, units=tuple(units),
-                    notes=tuple(dict.fromkeys(notes)))  # a toolchain note holds for every board it is said of
+                    notes=tuple(dict.fromkeys(notes)), tools=batch.tool)  # a toolchain note: once for all boards
 
 
 def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]]) -> frozenset[tuple[str, str]]:
@@ -377,8 +390,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock)
         # Held from before the first file is written into --out until results.json is.
         held.enter_context(lock.holding(prepared.out, progress if config.wait else None))
-        for built in prepared.boards:
-            built.answers.save()
+        prepared.save_memos()
         for line in prepared.notes:
             progress(line)
         with clock.phase("restore"):

@@ -468,8 +468,7 @@ def _graph(args: argparse.Namespace) -> int:
         sys.stdout.write(export.to_json(prepared.graph))
     else:
         with lock.holding(prepared.out):  # the export preprocesses the sketches into it
-            for built in prepared.boards:
-                built.answers.save()
+            prepared.save_memos()
             sys.stdout.write(export.to_ninja(prepared.graph, args.framework_jobs, args.sketch_jobs))
     return 0
 

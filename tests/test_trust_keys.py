@@ -132,3 +132,25 @@ def test_a_changed_system_header_changes_every_compile_identity(tmp_path):
     assert tools.system_include_dirs(str(compiler)) == [str(system)]
     (system / "stdlib.h").write_text("/* version 2 */\n")
     assert tools.Tools().identity(action) != before
+
+
+def test_the_tools_memo_holds_only_while_the_files_it_names_are_unchanged(tmp_path, monkeypatch):
+    """A no-op build takes the tool files and digests the last build kept; a tool rewritten since, even
+    with the same size, is hashed anew."""
+    objcopy = tmp_path / "avr-objcopy"
+    objcopy.write_text("#!/bin/sh\necho one\n")
+    action = Action(key="k", kind="hex", owner="sketch:s", resource="sketch", step="s",
+                    argv=(str(objcopy), "-O", "ihex", "x.elf", "x.hex"), inputs=("x.elf",), outputs=("x.hex",))
+    memo = str(tmp_path / "tools.cache")
+    first = tools.Tools(memo)
+    before = first.identity(action)
+    first.save()
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} hashed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tools.fileio, "digest", no_hashing)
+        assert tools.Tools(memo).identity(action) == before
+    objcopy.write_text("#!/bin/sh\necho two\n")  # the same size
+    assert tools.Tools(memo).identity(action) != before

@@ -15,6 +15,7 @@ once per build (a `Tools` lives for one build).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -36,14 +37,27 @@ _LIBRARY_FORMS = ("lib{}.a", "lib{}.so")
 
 
 class Tools:
-    """One build's memo: tool files per command shape, digests per file. Not shared between builds: a
-    tool replaced between two builds is hashed anew."""
+    """One build's memo: tool files per command shape, digests per file. With `memo` (a file in the output
+    folder), what the last build learnt is kept there and taken again only while every file it names has
+    the same stamp (path, size, mtime, ctime, inode: what replacing or editing a file changes) and the
+    variables the driver reads are the same: a no-op build then runs no driver and reads no 20 MB compiler,
+    and a tool replaced between two builds is still probed and hashed anew."""
 
-    def __init__(self) -> None:
+    def __init__(self, memo: Optional[str] = None) -> None:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._digests: dict[str, str] = {}
         self._headers: dict[str, str] = {}
         self._dirs: dict[str, tuple[str, ...]] = {}
+        self._memo = memo
+        self._known_shapes, self._known_digests = _load_memo(memo)
+
+    def save(self) -> None:
+        """Keep what this build learnt for the next (by whoever holds the output folder's lock)."""
+        if self._memo is None:
+            return
+        shapes = [[list(shape), {path: _stamp(path) for path in files}] for shape, files in self._shapes.items()]
+        digests = [[path, _stamp(path), digest] for path, digest in self._digests.items()]
+        fileio.write_atomic(self._memo, json.dumps({"env": _driver_env(), "shapes": shapes, "digests": digests}))
 
     def identity(self, action: Action) -> str:
         """A digest of every file the action's tool reads besides its inputs ("" for the in-process
@@ -52,7 +66,11 @@ class Tools:
             return ""
         shape = _shape(action)
         if shape not in self._shapes:
-            self._shapes[shape] = tuple(sorted(set(self._files(action))))
+            known = self._known_shapes.get(shape)
+            if known is not None and all(_stamp(path) == stamp for path, stamp in known.items()):
+                self._shapes[shape] = tuple(known)
+            else:
+                self._shapes[shape] = tuple(sorted(set(self._files(action))))
         h = hashlib.sha256()
         for path in self._shapes[shape]:
             h.update(f"{path}\0{self._digest(path)}\0".encode())
@@ -96,11 +114,45 @@ class Tools:
 
     def _digest(self, path: str) -> str:
         if path not in self._digests:
-            try:
-                self._digests[path] = fileio.digest(path)
-            except OSError:
-                self._digests[path] = "missing"
+            known = self._known_digests.get(path)
+            if known is not None and known[0] == _stamp(path):
+                self._digests[path] = known[1]
+            else:
+                try:
+                    self._digests[path] = fileio.digest(path)
+                except OSError:
+                    self._digests[path] = "missing"
         return self._digests[path]
+
+
+# What the gcc driver reads from the environment to find its programs and libraries.
+_DRIVER_VARIABLES = ("PATH", "GCC_EXEC_PREFIX", "COMPILER_PATH", "LIBRARY_PATH")
+
+
+def _driver_env() -> list[Optional[str]]:
+    return [os.environ.get(name) for name in _DRIVER_VARIABLES]
+
+
+def _stamp(path: str) -> Optional[list[int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _load_memo(memo: Optional[str]) -> tuple[dict, dict]:
+    """The shapes and digests an earlier build kept, when they were made in the same environment; a memo
+    that cannot be read is no memo."""
+    try:
+        with open(memo, encoding="utf-8") as f:  # type: ignore[arg-type]
+            data = json.load(f)
+        if data["env"] != _driver_env():
+            return {}, {}
+        shapes = {tuple(shape): {path: stamp for path, stamp in files.items()} for shape, files in data["shapes"]}
+        return shapes, {path: (stamp, digest) for path, stamp, digest in data["digests"]}
+    except (TypeError, OSError, ValueError, KeyError):
+        return {}, {}
 
 
 def resolve(program: str) -> Optional[str]:

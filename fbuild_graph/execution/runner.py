@@ -151,11 +151,12 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
     watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
     remote = {}
     if shipment is not None:
-        # One object, scattered once: each worker fetches it the first time one of its tasks needs it.
+        # One object, on every worker from the start: every worker needs it, and held by one worker only it
+        # would draw every task to that worker (the scheduler counts the transfer a task's data needs).
         remote = {"mirror": shipment.mirror,
-                  "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False)[0]}
+                  "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False, broadcast=True)[0]}
     if expected is not None:
-        remote["expected"] = client.scatter([expected], hash=False)[0]
+        remote["expected"] = client.scatter([expected], hash=False, broadcast=True)[0]
     if commands is not None:
         remote["commands"] = commands
     submission = _Submission(client, steps, dict(
