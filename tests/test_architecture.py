@@ -8,9 +8,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "fbuild_graph"
 # Lowest first. The shared vocabulary (model, errors, exitcodes, fileio, names) is below every subpackage;
-# build and cli are above all.
+# build, commands and cli are above all.
 LAYERS = ["shared", "arduino", "planning", "caches", "execution", "outputs", "analysis", "top"]
-TOP = {"build", "cli", "__main__"}
+TOP = {"build", "commands", "cli", "__main__"}
 
 
 def _layer(module: str) -> str:
