@@ -67,7 +67,7 @@ def _ci_reports(args: argparse.Namespace, report: BuildReport) -> None:
         (sys.stderr if args.json else sys.stdout).write(commands)
         if os.environ.get("GITHUB_STEP_SUMMARY"):
             with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:  # appended: steps share it
-                f.write(actions.summary(report))
+                f.write(actions.summary(report, os.environ.get("GITHUB_WORKSPACE")))
 
 
 def _failed_logs(report: BuildReport) -> dict[str, str]:

@@ -61,20 +61,33 @@ def parse(log: str) -> tuple[Diagnostic, ...]:
 def user_path(path: str, result: SketchResult) -> str:
     """The absolute path of the file a person edits for a path a tool printed while building `result`; a
     file the user has no copy of (the merged `.ino.cpp`, a core header) keeps its own absolute path."""
-    sketch_dir = result.path
+    # result.out_dir is the target's Layout.sketch_dir(ID), OUT/sketches/ID; its tools ran in OUT (graph.py).
+    layout = Layout(os.path.dirname(os.path.dirname(result.out_dir)))
+    return user_file(path, result.path, result.sketch, result.id, layout)
+
+
+def user_file(path: str, sketch_dir: str, sketch_name: str, sketch_id: str, layout: Layout) -> str:
+    """`user_path` for a target named by its parts: its sketch folder, name and id, and its board's layout."""
     head, _, rest = path.partition("/")
     if not os.path.isabs(path) and head == os.path.basename(sketch_dir) and rest.endswith((".ino", ".pde")) \
             and "/" not in rest:
         return os.path.join(sketch_dir, rest)  # a `#line` name
-    # result.out_dir is the target's Layout.sketch_dir(ID), OUT/sketches/ID; its tools ran in OUT (graph.py).
-    layout = Layout(os.path.dirname(os.path.dirname(result.out_dir)))
     absolute = os.path.normpath(os.path.join(layout.out, path))
-    copies = layout.sketch_copies_dir(result.id)
-    if os.path.dirname(absolute) == copies and os.path.basename(absolute) == merged_name(result.sketch):
+    copies = layout.sketch_copies_dir(sketch_id)
+    if os.path.dirname(absolute) == copies and os.path.basename(absolute) == merged_name(sketch_name):
         return absolute
     if absolute.startswith(copies + os.sep):
         return os.path.join(sketch_dir, os.path.relpath(absolute, copies))
     return absolute
+
+
+def with_user_path(line: str, sketch_dir: str, sketch_name: str, sketch_id: str, layout: Layout) -> str:
+    """A tool's diagnostic line naming the user's file (see user_file) in place of the one the tool read;
+    any other line as it is."""
+    match = _COMPILER.match(line) or _LINKER.match(line)
+    if not match:
+        return line
+    return user_file(match["path"], sketch_dir, sketch_name, sketch_id, layout) + line[match.end("path"):]
 
 
 def in_workspace(path: str, workspace: Optional[str]) -> str:

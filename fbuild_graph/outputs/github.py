@@ -6,6 +6,7 @@ out; cli.py prints the commands after the build and appends the summary to $GITH
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Mapping, Optional
 
 from fbuild_graph.model import BuildReport, SketchStatus
@@ -59,8 +60,9 @@ def _verbatim(log: str) -> str:
     return f"::stop-commands::{token}\n{body}::{token}::\n"
 
 
-def summary(report: BuildReport) -> str:
-    """The job summary: targets per board by outcome, each failure with its first error, flash and RAM."""
+def summary(report: BuildReport, workspace: Optional[str] = None) -> str:
+    """The job summary: targets per board by outcome, each failure with its first error (its file relative
+    to `workspace` when inside it), flash and RAM."""
     lines = [f"### fbuild-graph: {len(report.sketches)} targets for {len(report.boards or (report.board,))} "
              "board(s)", "", "| board | ok | failed | skipped | not finished |", "|---|---:|---:|---:|---:|"]
     for fqbn in report.boards or (report.board,):
@@ -71,7 +73,8 @@ def summary(report: BuildReport) -> str:
     failed = [r for r in report.sketches if r.status == SketchStatus.FAILED]
     if failed:
         lines += ["", "#### Failures", "", "| board | sketch | first error |", "|---|---|---|"]
-        lines += [f"| {_cell(r.board_id)} | {_cell(r.id)} | {_cell(r.error or '')} |" for r in failed]
+        lines += [f"| {_cell(r.board_id)} | {_cell(r.id)} | {_cell(_in_workspace(r.error or '', workspace))} |"
+                  for r in failed]
     sized = [r for r in report.sketches if r.flash is not None]
     if sized:
         lines += ["", "#### Sizes", "", "| board | sketch | flash | RAM |", "|---|---|---:|---:|"]
@@ -91,3 +94,9 @@ def _cell(text: str) -> str:
     punctuation, so these print as themselves."""
     escaped = "".join(f"\\{ch}" if ch in "\\|<>*_`[]~" else ch for ch in text)
     return " ".join(escaped.split())
+
+
+def _in_workspace(error: str, workspace: Optional[str]) -> str:
+    """An error line whose file is under `workspace`, with the file named relative to it."""
+    root = os.path.join(os.path.abspath(workspace), "") if workspace else None
+    return error[len(root):] if root and error.startswith(root) else error

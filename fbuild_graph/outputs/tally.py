@@ -15,6 +15,7 @@ from attrs import evolve, frozen
 
 from fbuild_graph.arduino import recipes
 from fbuild_graph.arduino.include_probe import missing_header
+from fbuild_graph.outputs import diagnostics
 from fbuild_graph.model import OK_STATUSES, ActionRecord, ActionStatus, Kind, Owner, OwnerKind, SketchStatus, StepResult
 from fbuild_graph.planning.plan import Step
 from fbuild_graph.planning.targets import Target
@@ -121,7 +122,10 @@ class Tally:
 
     def _error(self, owner: str) -> Optional[str]:
         if owner in self.failed_owner:
-            error = self.failed_owner[owner]
+            target = self.targets[owner]
+            # The file the person edits, as arduino-cli names it, not the copy or the `#line` name the tool read.
+            error = diagnostics.with_user_path(self.failed_owner[owner], target.sketch.path, target.sketch.name,
+                                               target.sketch.id, target.layout)
             missing = missing_header(error)
             if missing:
                 # Library detection added every library that provides a header the compile reaches.
