@@ -145,10 +145,12 @@ def default_cache_dir() -> str:
 class BoardBuild:
     """One board of the run, as planned: `board_id` names it in this run, `namespace` prefixes its owners and
     keys (empty in a single-board build), `layout` says where its files go (OUT, or OUT/BOARD when the run
-    has several boards). `answers` holds its library detection's preprocessor answers, to be saved by
-    whoever holds the output folder's lock."""
+    has several boards). `identity` is its toolchain's (toolchain.identity: a process and a read of the
+    compiler, once). `answers` holds its library detection's preprocessor answers, to be saved by whoever
+    holds the output folder's lock."""
 
     board: Board
+    identity: str
     board_id: str
     namespace: str
     layout: Layout
@@ -180,13 +182,14 @@ class Prepared:
 
 @frozen
 class Batch:
-    """What every board of a run shares: the sketches with their marker files, the exclusions, the library
-    folders and the tools' identities."""
+    """What every board of a run shares: the sketches with their marker files, the exclusions, the libraries
+    on offer (by board and core platform: indexing them reads every library's files, once) and the tools'
+    identities."""
 
     sketches: tuple[sketches.Sketch, ...]
     markers: Mapping[str, Mapping[str, set[str]]]
     exclusions: tuple[targets.Exclusion, ...]
-    library_dirs: tuple[str, ...]
+    offered: Mapping[tuple[str, str], Sequence[libraries.Library]]
     tool: tools.Tools
     chosen: frozenset[tuple[str, str]]  # (board id, sketch id) of the targets this run builds or skips
 
@@ -217,7 +220,8 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     library_dirs = (*map(os.path.abspath, config.library_dirs),
                     *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else []))
     batch = Batch(sketches=tuple(found), markers={sk.id: targets.markers(sk.path) for sk in found},
-                  exclusions=exclusions, library_dirs=library_dirs,
+                  exclusions=exclusions, offered={platforms: libraries.index(list(library_dirs), *platforms)
+                                                  for platforms in dict.fromkeys(map(_platforms, resolved))},
                   tool=tools.Tools(os.path.join(top, TOOLS_MEMO)),
                   chosen=_chosen(config, [(board, board_id, sk) for board, board_id in zip(resolved, ids)
                                           for sk in found]))
@@ -258,7 +262,7 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
         planned = matrix.matrix_actions(plans, macro_use.MacroUse(batch.tool.system_dirs).unmentioned)
         dag = graphs.from_actions(planned.actions)
         units = [unit for b in built for unit in fingerprint.stage1_units(
-            dag, b.board, b.discovery, b.layout, toolchain.identity(b.board.properties), b.namespace)]
+            dag, b.board, b.discovery, b.layout, b.identity, b.namespace)]
     by_sketch = {b.namespace: b.discovery.by_sketch for b in built}
     linking = [t if t.skipped else evolve(t, libraries=tuple(planned.library_owners[t.namespace][name]
                                                              for name in by_sketch[t.namespace][t.sketch.id]))
@@ -308,10 +312,9 @@ def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
     reasons = {sk.id: targets.marker_reason(batch.markers[sk.id], board_id)
                or targets.exclusion_reason(batch.exclusions, board_id, sk) for sk in mine}
     answers = include_probe.AnswerCache(layout.includes_cache)
-    offered = libraries.index(list(batch.library_dirs), board.platform_path,
-                              board.properties["build.core.platform.path"])
-    discovery = detect_libraries(board, [sk for sk in mine if not reasons[sk.id]], offered,
-                                 toolchain.identity(board.properties), batch.tool, answers)
+    identity = toolchain.identity(board.properties)
+    discovery = detect_libraries(board, [sk for sk in mine if not reasons[sk.id]], batch.offered[_platforms(board)],
+                                 identity, batch.tool, answers)
     by_name = {lib.name: lib for lib in discovery.libraries}
     for sk in mine:
         if not reasons[sk.id]:
@@ -320,8 +323,13 @@ def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
     found = [targets.Target(sketch=sk, board=board, board_id=board_id, layout=layout, namespace=namespace,
                             skipped=reasons[sk.id])
              for sk in mine]
-    return BoardBuild(board=board, board_id=board_id, namespace=namespace, layout=layout, discovery=discovery,
-                      answers=answers), found, (start, time.time())
+    return BoardBuild(board=board, identity=identity, board_id=board_id, namespace=namespace, layout=layout,
+                      discovery=discovery, answers=answers), found, (start, time.time())
+
+
+def _platforms(board: Board) -> tuple[str, str]:
+    """The platform of a board and that of its core: which libraries it is offered (libraries.index)."""
+    return board.platform_path, board.properties["build.core.platform.path"]
 
 
 def _board_plan(built: BoardBuild, found: Sequence[sketches.Sketch], launcher: tuple[str, ...],
@@ -329,7 +337,7 @@ def _board_plan(built: BoardBuild, found: Sequence[sketches.Sketch], launcher: t
     board = built.board
     core_dirs = graphs.core_dirs(board.properties)
     linked_precompiled = ((lib.name, libraries.precompiled(lib, board.properties)) for lib in built.discovery.libraries)
-    identity = toolchain.identity(board.properties)
+    identity = built.identity
     return graphs.BoardPlan(
         board=board, sketches=tuple(found), discovery=built.discovery, layout=built.layout,
         core_sources=tuple(_sources(core_dirs[0])),
