@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import os
 import resource
@@ -26,6 +27,7 @@ from fbuild_graph import fileio
 from fbuild_graph.caches import fingerprint
 from fbuild_graph.caches import signature
 from fbuild_graph.execution import fitness
+from fbuild_graph.execution import head_start
 from fbuild_graph.arduino import include_probe
 from fbuild_graph.arduino import include_scan
 from fbuild_graph.arduino import installs
@@ -487,20 +489,10 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
             for step in run.steps:
                 collector.on_result(execute.run_step(step))
         else:
-            start = time.time()
-            with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
-                clock.record("cluster_start", start, time.time())
-                slots = runner.slots(client)
-                remote = _shipment(prepared, run.restored) if config.scheduler else None
-                # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
-                cache = run.store.spec if run.store.mode != "off" and remote is None else None
-                # Workers of our own cluster are this process: their toolchain is ours.
-                expected = fitness.Expectation.of(prepared.boards[0].board.properties) if config.scheduler else None
-                try:
-                    runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
-                               remote, expected)
-                finally:
-                    execute.finish_storing()
+            try:
+                slots = _on_cluster(run, clock, collector)
+            finally:
+                execute.finish_storing()
     except runner.ClusterFault as exc:
         progress(f"error: {exc}")
         collector.finish_unfinished(SketchStatus.NOT_BUILT, str(exc))
@@ -523,6 +515,32 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
             progress(f"error: {built.board_id}: {message}" if built.namespace else f"error: {message}")
             collector.finish_unfinished(SketchStatus.FAILED, message, built.namespace)
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
+
+
+def _on_cluster(run: Run, clock: PhaseClock, collector: Collector) -> dict[str, int]:
+    """The steps on the cluster, the first of them run by a head start while our own cluster starts; the
+    cluster's slots per resource class."""
+    config, prepared = run.config, run.prepared
+    local = config.scheduler is None
+    # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
+    cache = run.store.spec if run.store.mode != "off" and local else None
+    start = time.time()
+    with contextlib.ExitStack() as held:
+        early = held.enter_context(head_start.HeadStart(
+            run.steps, {FRAMEWORK: config.framework_jobs, SKETCH: config.sketch_jobs},
+            functools.partial(execute.run_step, cache=cache), collector.on_result)) if local else None
+        client = held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler))
+        clock.record("cluster_start", start, time.time())
+        slots = runner.slots(client)
+        finished = early.stop() if early else {}
+        if early and not early.go_on:
+            return slots
+        remote = None if local else _shipment(prepared, run.restored)
+        # Workers of our own cluster are this process: their toolchain is ours.
+        expected = None if local else fitness.Expectation.of(prepared.boards[0].board.properties)
+        runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
+                   remote, expected, finished=finished)
+    return slots
 
 
 def _cached_records(graph, owners: frozenset[str]) -> dict[str, list[ActionRecord]]:

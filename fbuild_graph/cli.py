@@ -153,7 +153,8 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--warnings-as-errors", action="store_true",
                       help="a target with warnings (its own compiles and link, and its libraries') fails")
     many.add_argument("--max-failures", type=_positive, metavar="N",
-                      help="after N failed targets stop: running tools are killed, the rest is reported `not built`")
+                      help="after N failed targets stop: running tools are killed, the rest is reported `not built` "
+                      "(targets that finished alongside the Nth failure keep their outcome)")
     many.add_argument("--json", action="store_true",
                       help="print the result map as JSON on stdout (progress lines go to stderr)")
     many.add_argument("--quiet", "-q", action="store_true", help="print only the summary line (and errors)")

@@ -5,6 +5,7 @@ the test says so."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fbuild_graph.execution import execute
+from fbuild_graph.execution import head_start
 from fbuild_graph.planning import graph
 from fbuild_graph.planning import plan
 from fbuild_graph.execution import runner
@@ -240,6 +242,49 @@ def test_the_scheduler_holds_both_limits_with_real_dask(tmp_path):
         runner.run(client, steps, collector.on_result, None, commands=fake)
     assert {r.status for r in collector.results.values()} == {"ok"}
     assert fake.most == {FRAMEWORK: 1, SKETCH: 2}
+
+
+def test_batched_steps_keep_each_sketch_its_own_outcome_and_the_limits(tmp_path):
+    # 40 sketches on 2 slots: the first tasks take several sketches each (runner.batch_size).
+    sketches = {f"s{i:02}": [] for i in range(40)}
+    layout, found, dag = _world(tmp_path, {}, sketches)
+    steps = plan.steps(dag, 1, 2)
+    assert runner.batch_size(len(steps), 2) > 1
+    fake = FakeCommandRunner(fail={"s07.ino": "s07/s07.ino:1:1: error: nope", "s30.ino": "s30/s30.ino:2:1: error: nope"},
+                             seconds=0.002)
+    collector = Collector(_targets(found, layout), steps, Quiet())
+    with runner.cluster(1, 2) as client:
+        runner.run(client, steps, collector.on_result, None, commands=fake)
+    by_id = _by_id(collector)
+    assert {sk for sk, r in by_id.items() if r.status != "ok"} == {"s07", "s30"}
+    assert by_id["s30"].error == f"{tmp_path}/sketches/s30/s30.ino:2:1: error: nope"
+    assert len(fake.commands) == len(set(fake.commands)) and fake.most == {FRAMEWORK: 1, SKETCH: 2}
+
+
+@pytest.mark.parametrize("queued,slots,size", [(1000, 2, runner.MAX_BATCH), (16, 2, 2), (7, 2, 1), (0, 4, 1)])
+def test_tasks_take_fewer_steps_as_the_queue_empties(queued, slots, size):
+    assert runner.batch_size(queued, slots) == size
+
+
+def test_a_head_start_hands_over_to_the_cluster_without_running_a_step_twice(tmp_path):
+    layout, found, dag = _world(tmp_path, {f"L{i}": f"l{i}.cpp" for i in range(3)},
+                                {f"s{i}": [f"L{i % 3}"] for i in range(12)})
+    steps = plan.steps(dag, 1, 2)
+    fake = FakeCommandRunner(seconds=0.02)
+    collector = Collector(_targets(found, layout), steps, Quiet())
+    with head_start.HeadStart(steps, {FRAMEWORK: 1, SKETCH: 2}, functools.partial(execute.run_step, commands=fake),
+                              collector.on_result) as early:
+        time.sleep(0.15)
+        finished = early.stop()
+    ran = len(fake.commands)
+    assert 0 < len(finished) < len(steps) and ran == sum(len(s.actions) for s in steps if s.key in finished)
+    with runner.cluster(1, 2) as client:
+        runner.run(client, steps, collector.on_result, None, commands=fake, finished=finished)
+    assert {r.status for r in collector.results.values()} == {"ok"}
+    assert len(fake.commands) == len(set(fake.commands)) == sum(len(s.actions) for s in steps)
+    assert fake.most == {FRAMEWORK: 1, SKETCH: 2}
+    # tasks.tsv names the slots' worker for what the head start ran, as for the cluster's own.
+    assert {r.worker for result in finished.values() for r in result.records} <= {FRAMEWORK, SKETCH}
 
 
 # the planner and the depfile reader ------------------------------------------------------------------------

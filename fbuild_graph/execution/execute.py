@@ -133,6 +133,24 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
                       files=transfer.collect(outputs, base))
 
 
+def run_steps(steps: tuple[Step, ...], *deps: tuple[StepResult, ...], **options) -> tuple[StepResult, ...]:
+    """One task's steps, one after another (runner.py batches them): `deps` are the results of the tasks
+    they depend on, a tuple a task; a step of the batch may depend on an earlier one. `options` go to
+    run_step."""
+    results = {result.step: result for batch in deps for result in batch}
+    for step in steps:
+        results[step.key] = run_step(step, *(results[d] for d in step.deps), **options)
+    return tuple(results[step.key] for step in steps)
+
+
+def raised(step: Step, task: str, exc: BaseException) -> StepResult:
+    """The result of a step whose task raised (a bug, or a worker lost for good): failed, with the error
+    as its output, so its target fails alone and the build goes on."""
+    record = ActionRecord(key=step.key, kind="task", owner=step.owner, resource="", status=ActionStatus.FAILED,
+                          output=f"task {task} raised {type(exc).__name__}: {exc}\n")
+    return StepResult(step=step.key, owner=step.owner, ok=False, records=(record,))
+
+
 def up_to_date(step: Step) -> bool:
     return all(signature.up_to_date(action, action.command_line) for action in step.actions)
 
@@ -240,12 +258,12 @@ def _record(action: Action, status: str, *, start: float = 0.0, stop: float = 0.
 
 def _worker_name() -> str:
     # Only a task on a Dask worker has a worker name; importing distributed to find out would cost an
-    # up-to-date build run inline most of its time.
-    distributed = sys.modules.get("distributed")
-    if distributed is None:
+    # up-to-date build run inline most of its time. A head start runs while another thread imports it.
+    get_worker = getattr(sys.modules.get("distributed"), "get_worker", None)
+    if get_worker is None:
         return "local"
     try:
-        return str(distributed.get_worker().name)
+        return str(get_worker().name)
     except ValueError:
         return "local"
 

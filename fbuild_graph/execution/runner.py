@@ -15,15 +15,15 @@ import collections
 import contextlib
 import logging
 import threading
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from fbuild_graph.execution import availability
 from fbuild_graph.execution import supersede
 from fbuild_graph.caches.cache import CacheSpec
 from fbuild_graph.errors import FbuildError
-from fbuild_graph.execution.execute import CommandRunner, kill_running, run_step
+from fbuild_graph.execution.execute import CommandRunner, kill_running, raised, run_steps
 from fbuild_graph.execution.fitness import Expectation
-from fbuild_graph.model import FRAMEWORK, SKETCH, ActionRecord, ActionStatus, StepResult
+from fbuild_graph.model import FRAMEWORK, SKETCH, StepResult
 from fbuild_graph.planning.plan import Step
 from fbuild_graph.execution.transfer import Shipment
 
@@ -125,7 +125,8 @@ SCHEDULER_LOST = "scheduler-connection-lost"
 
 def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
         group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None,
-        expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None) -> None:
+        expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None,
+        finished: Mapping[str, StepResult] = {}) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
     `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
@@ -134,7 +135,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
     `expected` (the client's toolchain), a worker whose toolchain differs or does not work leaves the
     cluster and its tasks run elsewhere (see fitness.py). ClusterFault is raised when the scheduler is lost,
     or when no worker has offered a resource that unfinished steps need for the grace period. `commands`
-    replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn)."""
+    replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn). `finished`
+    holds the results of steps already run (head_start.py), handed to their dependents as they are."""
     from distributed import as_completed
 
     run_id = supersede.new_run_id()
@@ -161,9 +163,9 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         remote["commands"] = commands
     submission = _Submission(client, steps, dict(
         cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None, pure=False, **remote),
-        run_id)
+        run_id, finished, slots(client)[SKETCH])
     # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
-    unfinished = {step.key: step.resource for step in steps}
+    unfinished = {step.key: step.resource for step in steps if step.key not in finished}
     unfinished_lock = threading.Lock()
 
     def needed() -> set[str]:
@@ -179,19 +181,20 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         for future in done:
             if stopped.is_set():
                 break
-            step = submission.step_of(future)
-            result = _result(future, step.owner)
-            if result is None:
+            batch = submission.batch_of(future)
+            results = _results(future, batch)
+            if results is None:
                 lost = True
                 # Its attempts to reconnect would each log a traceback; the one line below says it all.
                 for name in ("distributed", "distributed.client"):  # distributed sets the second's level itself
                     logging.getLogger(name).setLevel(logging.CRITICAL)
                 break
             with unfinished_lock:
-                del unfinished[step.key]
-            if not on_result(result):
+                for step in batch:
+                    del unfinished[step.key]
+            if not all([on_result(result) for result in results]):  # every result of the batch is kept
                 break
-            for more in submission.finished(step):
+            for more in submission.finished(batch):
                 done.add(more)
     finally:
         watchdog.stop()
@@ -215,59 +218,94 @@ class _Submission:
     never wait behind sketches), sketch steps in plan order while at most WINDOW of them are unfinished.
     distributed assigns a task with resource restrictions to a worker at once, and recomputes a worker's
     occupancy over every task assigned to it, so submitting 10,000 sketches at once made each step cost
-    time in proportion to the whole run. A finished step's future is kept until every step that depends on
-    it has been submitted, then released, so results do not pile up in memory."""
+    time in proportion to the whole run. Consecutive sketch steps of one priority share a task (a batch,
+    see batch_size) while many are left, since each task costs the scheduler and the worker CPU that the
+    tools want. A finished task's future is kept until every step that depends on its steps has been
+    submitted, then released, so results do not pile up in memory."""
 
     WINDOW = 256
 
-    def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str):
-        self.client, self.options, self.run_id = client, options, run_id
-        self.stage1 = [step for step in steps if step.resource == FRAMEWORK]
-        self.rest = collections.deque(step for step in steps if step.resource != FRAMEWORK)
-        self.futures: dict[str, object] = {}
-        self.steps: dict[str, Step] = {}
+    def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str,
+                 finished: Mapping[str, StepResult], sketch_slots: int):
+        self.client, self.options, self.run_id, self.sketch_slots = client, options, run_id, sketch_slots
+        left = [step for step in steps if step.key not in finished]
+        self.stage1 = [step for step in left if step.resource == FRAMEWORK]
+        self.rest = collections.deque(step for step in left if step.resource != FRAMEWORK)
+        # Step key -> the future of its task, or (a step run before the cluster) its result.
+        self.futures: dict[str, object] = {key: (result,) for key, result in finished.items()}
+        self.batches: dict[str, tuple[Step, ...]] = {}  # task key -> its steps
+        self.holding = collections.Counter()  # task key -> steps of it whose result may still be needed
         self.waiting_dependents = collections.Counter(d for step in steps for d in step.deps)
-        self.done: set[str] = set()
+        self.done: set[str] = set(finished)
         self.open = 0  # sketch steps submitted and not finished
 
     def first(self) -> list:
-        return [*map(self._submit, self.stage1), *self._more()]
+        return [*(self._submit((step,)) for step in self.stage1), *self._more()]
 
-    def step_of(self, future) -> Step:
-        return self.steps[str(future.key).rsplit("#", 1)[0]]
+    def batch_of(self, future) -> tuple[Step, ...]:
+        return self.batches[future.key]
 
-    def finished(self, step: Step) -> list:
-        """Note `step` finished (its result handled); the steps that may now be submitted, submitted."""
-        self.done.add(step.key)
-        self.open -= step.resource != FRAMEWORK
-        self._release_if_unneeded(step.key)
+    def finished(self, batch: Sequence[Step]) -> list:
+        """Note the steps of a task finished (their results handled); the steps that may now be submitted,
+        submitted."""
+        for step in batch:
+            self.done.add(step.key)
+            self.open -= step.resource != FRAMEWORK
+            self._release_if_unneeded(step.key)
         return self._more()
 
     def _more(self) -> list:
         more = []
         while self.rest and self.open < self.WINDOW:
-            more.append(self._submit(self.rest.popleft()))
-            self.open += 1
+            batch = [self.rest.popleft()]
+            size = batch_size(len(self.rest), self.sketch_slots)
+            while self.rest and len(batch) < size and self.rest[0].priority == batch[0].priority:
+                batch.append(self.rest.popleft())
+            more.append(self._submit(tuple(batch)))
+            self.open += len(batch)
         return more
 
-    def _submit(self, step: Step):
-        future = self.client.submit(run_step, step, *(self.futures[d] for d in step.deps),
-                                    key=f"{step.key}#{self.run_id}", resources={step.resource: 1},
-                                    priority=step.priority, **self.options)
-        self.futures[step.key] = future
-        self.steps[step.key] = step
-        for dep in step.deps:
-            self.waiting_dependents[dep] -= 1
+    def _submit(self, batch: tuple[Step, ...]):
+        inside = {step.key for step in batch}
+        deps = list(dict.fromkeys(d for step in batch for d in step.deps if d not in inside))
+        name = batch[0].key if len(batch) == 1 else f"{batch[0].key}+{len(batch) - 1}"
+        future = self.client.submit(run_steps, batch, *(self.futures[d] for d in deps),
+                                    key=f"{name}#{self.run_id}", resources={batch[0].resource: 1},
+                                    priority=max(step.priority for step in batch), **self.options)
+        self.batches[future.key] = batch
+        self.holding[future.key] = len(batch)
+        for step in batch:
+            self.futures[step.key] = future
+        for dep in deps:
+            self.waiting_dependents[dep] -= sum(dep in step.deps for step in batch)
             self._release_if_unneeded(dep)
         return future
 
     def _release_if_unneeded(self, key: str) -> None:
         if key in self.done and self.waiting_dependents[key] <= 0 and key in self.futures:
-            self.futures.pop(key).release()
+            future = self.futures.pop(key)
+            if isinstance(future, tuple):  # a result from before the cluster: nothing to release
+                return
+            self.holding[future.key] -= 1
+            if self.holding[future.key] == 0:
+                del self.holding[future.key], self.batches[future.key]
+                future.release()
 
 
-def _result(future, owner: str) -> Optional[StepResult]:
-    """The step's result, or None when the scheduler was lost (the client then cancels every future)."""
+# Sketch steps per task: at most MAX_BATCH, and fewer as the queue empties, so that the last tasks are single
+# steps and the slots finish together (TAIL tasks a slot are left when batching stops).
+MAX_BATCH = 8
+TAIL = 4
+
+
+def batch_size(queued: int, slots: int) -> int:
+    """How many sketch steps the next task takes, with `queued` steps behind it and `slots` sketch slots."""
+    return max(1, min(MAX_BATCH, queued // (max(slots, 1) * TAIL)))
+
+
+def _results(future, batch: Sequence[Step]) -> Optional[tuple[StepResult, ...]]:
+    """The task's results, one a step, or None when the scheduler was lost (the client then cancels every
+    future)."""
     from distributed.client import FutureCancelledError
 
     try:
@@ -275,13 +313,6 @@ def _result(future, owner: str) -> Optional[StepResult]:
     except FutureCancelledError as exc:
         if exc.reason == SCHEDULER_LOST:
             return None
-        return _failed(future, owner, exc)
-    except Exception as exc:  # a worker lost for good, or a bug in a task: the step failed, the build goes on
-        return _failed(future, owner, exc)
-
-
-def _failed(future, owner: str, exc: Exception) -> StepResult:
-    key = str(future.key).rsplit("#", 1)[0]
-    record = ActionRecord(key=key, kind="task", owner=owner, resource="", status=ActionStatus.FAILED,
-                          output=f"task {key} raised {type(exc).__name__}: {exc}\n")
-    return StepResult(step=key, owner=owner, ok=False, records=(record,))
+        return tuple(raised(step, str(future.key).rsplit("#", 1)[0], exc) for step in batch)
+    except Exception as exc:  # a worker lost for good, or a bug in a task: the steps failed, the build goes on
+        return tuple(raised(step, str(future.key).rsplit("#", 1)[0], exc) for step in batch)
