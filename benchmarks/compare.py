@@ -18,7 +18,8 @@ start) under 0.7 s. Also reported: compile-many against the loop, and peak RSS (
 from __future__ import annotations
 
 import shutil
-from typing import Sequence, TextIO
+from pathlib import Path
+from typing import Optional, Sequence, TextIO
 
 from fbuild_graph.analysis import analysis
 
@@ -50,28 +51,38 @@ def loop(bench: Bench, rep: int) -> Run:
                    for sketch in bench.sketches[:bench.loop_sample or None]])
 
 
-def ninja_build(bench: Bench, rep: int, suite: str = SUITE, boards: Sequence[str] = (BOARD,)) -> list[Run]:
-    """The export (mode ninja-export) and ninja's build of it (mode ninja); with several `boards`, the matrix's
-    graph, and `sketches` counts targets (sketches x boards) as compile-many's rows do."""
+def ninja_build(bench: Bench, rep: int, suite: str = SUITE, boards: Sequence[str] = (BOARD,),
+                sketches: Optional[Sequence[Path]] = None, failing: int = 0, again: bool = False) -> list[Run]:
+    """The export (mode ninja-export) and ninja's build of it (mode ninja) of `sketches` (default
+    bench.sketches); with several `boards`, the matrix's graph, and `sketches` counts targets (sketches x
+    boards) as compile-many's rows do. When `failing` of the targets fail, ninja keeps going past them (`-k 0`,
+    as compile-many does) and exits 1. `again`: then ninja once more in the same folder (mode ninja-again),
+    which has nothing to do but what failed."""
+    sketches = bench.sketches if sketches is None else sketches
     out = bench.workdir / suite / "ninja-out"
     build_file = bench.workdir / suite / "ninja" / "build.ninja"
     for folder in (out, build_file.parent):
         shutil.rmtree(folder, ignore_errors=True)
     build_file.parent.mkdir(parents=True)
-    targets = len(bench.sketches) * len(boards)
+    targets = len(sketches) * len(boards)
     export = timed([bench.tools.fbuild_graph, "graph", "--format", "ninja", *board_args(boards),
-                    *job_args(*bench.jobs), "-o", str(out), *map(str, bench.sketches)],
+                    *job_args(*bench.jobs), "-o", str(out), *map(str, sketches)],
                    bench.log(suite, "ninja-export", rep), f"{suite} ninja-export rep {rep}", stdout=build_file)
-    log = bench.log(suite, "ninja", rep)
-    # -j F+S so that only the two pools limit ninja, as only the two worker pools limit compile-many. Run in
-    # the build file's (fresh) folder so ninja's .ninja_log starts empty too.
-    wall, cpu = timed([bench.tools.ninja, "-f", str(build_file), "-j", str(sum(bench.jobs))], log,
-                      f"{suite} ninja rep {rep}", cwd=build_file.parent)
-    hexes = firmware_count(out)
-    if hexes != targets:
-        fail(f"{suite} ninja rep {rep}: {hexes} .hex files for {targets} targets under {out}; see {log}")
-    return [Run(suite, "ninja-export", rep, targets, *bench.jobs, *export),
-            Run(suite, "ninja", rep, targets, *bench.jobs, wall, cpu)]
+    runs = [Run(suite, "ninja-export", rep, targets, *bench.jobs, *export)]
+    for mode in ("ninja", "ninja-again") if again else ("ninja",):
+        log = bench.log(suite, mode, rep)
+        # -j F+S so that only the two pools limit ninja, as only the two worker pools limit compile-many. Run in
+        # the build file's (fresh) folder so ninja's .ninja_log starts empty too.
+        wall, cpu = timed([bench.tools.ninja, "-f", str(build_file), "-j", str(sum(bench.jobs)),
+                           *(("-k", "0") if failing else ())], log, f"{suite} {mode} rep {rep}",
+                          cwd=build_file.parent, ok=(1,) if failing else (0,))
+        hexes = firmware_count(out)
+        if hexes != targets - failing:
+            fail(f"{suite} {mode} rep {rep}: {hexes} .hex files for {targets} targets ({failing} expected to fail) "
+                 f"under {out}; see {log}")
+        # No Python in between: all its CPU is the tools' (ninja's own few milliseconds included).
+        runs.append(Run(suite, mode, rep, targets, *bench.jobs, wall, cpu, tools_cpu=cpu, failed=failing))
+    return runs
 
 
 def report(runs: list[Run], out: TextIO) -> None:

@@ -38,22 +38,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from common import (COLD, EXAMPLE_COUNT, Bench, Run, at_least, compile_many, done, example_sketches,
-                    fail, find_tools, given_sketches, job_args, machine_lines, median, of, summed, write, write_outputs)
+from common import (COLD, EXAMPLE_COUNT, IDE_EXAMPLES, Bench, Run, at_least, compile_many, done, example_sketches,
+                    find_tools, given_sketches, ide_examples, ide_sketches, machine_lines, median, of, probe, summed,
+                    write, write_outputs)
 from compare import ninja_build
 
 SUITE = "matrix"
 BOARDS = ("uno", "mega", "leonardo", "nano")
 SETS = ("core", "ide")
-IDE_EXAMPLES = "/usr/share/doc/arduino/examples"
 MODES = ("matrix", "sequential", "ninja")
 TARGETS = {"sequential": 0.85, "ninja": 1.05}  # the matrix run's wall time over each, at most
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,59 +67,6 @@ def run(bench: Bench, rep: int, boards: tuple[str, ...], name: str) -> list[Run]
                                            *COLD, boards=(board,), log=bench.log(suite, f"sequential-{board}", rep))
                               for board in boards]))
     return [matrix, sequential, *map(done, ninja_build(bench, rep, suite, boards))]
-
-
-def ide_examples(folder: Path, workdir: Path) -> Path:
-    """`folder`, or where Debian's `arduino` package unpacked into the work dir puts it."""
-    if folder.is_dir():
-        return folder
-    if str(folder) != IDE_EXAMPLES:
-        fail(f"--ide-examples {folder}: no such folder")
-    unpacked = workdir / "arduino-deb"
-    examples = unpacked / IDE_EXAMPLES.lstrip("/")
-    if not examples.is_dir():
-        print(f"{IDE_EXAMPLES} is not installed: fetching Debian's arduino package into {unpacked}", flush=True)
-        shutil.rmtree(unpacked, ignore_errors=True)
-        unpacked.mkdir(parents=True)
-        got = subprocess.run(["apt-get", "download", "arduino"], cwd=unpacked, capture_output=True, text=True)
-        debs = sorted(unpacked.glob("arduino_*.deb"))
-        if got.returncode != 0 or not debs:
-            fail(f"`apt-get download arduino` failed ({got.stderr.strip()[-200:]}); install Debian's arduino "
-                 "package or pass --ide-examples DIR")
-        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], check=True)
-        if not examples.is_dir():
-            fail(f"{debs[-1].name} holds no {IDE_EXAMPLES}")
-    return examples
-
-
-def probe(bench: Bench, boards: tuple[str, ...], sketches: list[Path]) -> list[Path]:
-    """The sketches every board builds: one untimed, cold compile-many per board (a sketch that fails is no
-    error here); prints those left out with each board's error."""
-    failed: dict[Path, dict[str, str]] = {}
-    for board in boards:
-        out = bench.workdir / "probe" / board
-        shutil.rmtree(out, ignore_errors=True)
-        log = bench.log("probe", board, 0)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as f:
-            code = subprocess.run([bench.tools.fbuild_graph, "compile-many", "--board", board, *job_args(*bench.jobs),
-                                   *COLD, "--quiet", "-o", str(out), *map(str, sketches)], stdout=f,
-                                  stderr=subprocess.STDOUT).returncode
-        results = out / "results.json"
-        if code not in (0, 1) or not results.is_file():
-            fail(f"probe for {board}: compile-many exited {code}; see {log}")
-        for entry in json.loads(results.read_text())["sketches"]:
-            if entry["status"] != "ok":
-                error = (entry["error"] or entry["status"]).splitlines()[0]
-                failed.setdefault(Path(entry["path"]), {})[board] = error
-    kept = [s for s in sketches if s not in failed]
-    print(f"probe: {len(kept)} of {len(sketches)} IDE examples build for every board; left out:", flush=True)
-    for sketch, errors in sorted(failed.items()):
-        by_error: dict[str, list[str]] = {}
-        for board, error in errors.items():
-            by_error.setdefault(error[:150], []).append(board)
-        print(f"  {sketch.name}: " + "; ".join(f"{'/'.join(b)}: {e}" for e, b in by_error.items()), flush=True)
-    return kept
 
 
 def report(runs: list[Run], name: str, boards: tuple[str, ...], out: TextIO) -> dict[str, float]:
@@ -172,7 +117,7 @@ def main() -> int:
     header = [*machine_lines(tools)]
     if args.set in ("ide", "both"):
         examples = ide_examples(Path(args.ide_examples), workdir)
-        found = sorted(main.parent for main in examples.rglob("*.ino") if main.stem == main.parent.name)
+        found = ide_sketches(examples)
         kept = probe(Bench(tools, workdir, [], *jobs), boards, found)
         sets["ide"] = Bench(tools, workdir, given_sketches([str(s) for s in [*core, *kept]]), *jobs)
         header.append(f"ide set: the core's {EXAMPLE_COUNT} examples and {len(kept)} of the {len(found)} IDE "

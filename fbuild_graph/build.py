@@ -441,13 +441,24 @@ def _write_results(run: Run, outcome: Outcome, clock: PhaseClock) -> BuildReport
                          peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                          phases=tuple(clock.phases), sketches=ordered, slots=outcome.slots,
                          library_detection={"preprocessor_runs": sum(b.answers.runs for b in prepared.boards),
-                                            "answers_reused": sum(b.answers.reused for b in prepared.boards)})
+                                            "answers_reused": sum(b.answers.reused for b in prepared.boards)},
+                         cpu_seconds=_cpu_seconds())
     boards_of = {b.namespace: b.board_id for b in prepared.boards}
     results.write_tasks(prepared.out, records, clock.t0, plan.waits_for(prepared.graph, run.steps),
                         lambda owner: boards_of[Owner.parse(owner).board] if owner else "")
     results.write_phases(prepared.out, report.phases)
     results.write_report(prepared.out, report)
     return report
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + sys) so far of this process (`orchestrator`) and of the children it has waited
+    for (`tools`): the in-process cluster runs every tool as a child of this process."""
+    def used(who: int) -> float:
+        usage = resource.getrusage(who)
+        return round(usage.ru_utime + usage.ru_stime, 3)
+
+    return {"orchestrator": used(resource.RUSAGE_SELF), "tools": used(resource.RUSAGE_CHILDREN)}
 
 
 def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipment:

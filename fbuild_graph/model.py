@@ -349,7 +349,12 @@ class BuildReport:
     on a cluster), which is what a timeline's idle share is measured against. `library_detection`: how many
     preprocessor runs library detection made (`preprocessor_runs`) and how many answers it took from the
     output folder's includes.cache instead (`answers_reused`). `board` is the FQBN of a single-board build
-    (empty for several); `boards` lists every FQBN the run built for."""
+    (empty for several); `boards` lists every FQBN the run built for. `cpu_seconds`: CPU (user + sys) up to
+    the end of the build, of this process itself (`orchestrator`: planning, scheduling, collecting; the
+    in-process cluster's threads included) and of the programs it ran and waited for (`tools`: compilers,
+    archiver, linker, objcopy, size, and library detection's preprocessor runs and the toolchain probes).
+    With `--scheduler` the build's tools run in the workers' processes, elsewhere: `tools` then holds only
+    what ran here (detection and probes); empty in a results.json written before it was recorded."""
 
     board: str
     exit_code: int
@@ -361,6 +366,7 @@ class BuildReport:
     slots: dict[str, int] = attrs.field(factory=dict)
     library_detection: dict[str, int] = attrs.field(factory=dict)
     boards: tuple[str, ...] = ()
+    cpu_seconds: dict[str, float] = attrs.field(factory=dict)
 
 
 def _int_or_none(value: Optional[str]) -> Optional[int]:

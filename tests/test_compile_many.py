@@ -167,6 +167,17 @@ def test_results_json_names_the_board_and_every_sketch(big_build: Build):
     assert big_build.report["peak_rss_mb"] > 0
 
 
+def test_results_json_splits_cpu_between_the_orchestrator_and_its_tools(big_build: Build):
+    cpu = big_build.report["cpu_seconds"]
+    assert set(cpu) == {"orchestrator", "tools"}
+    assert cpu["orchestrator"] > 0
+    # A cold build of the core and every sketch: the compilers, children of this process, do most of the work.
+    assert cpu["tools"] > cpu["orchestrator"], cpu
+    # No more CPU than the machine's cores could give over the build (1 s slack for results and rounding).
+    wall = next(float(p["stop"]) for p in big_build.phases if p["phase"] == "total")
+    assert cpu["orchestrator"] + cpu["tools"] <= (wall + 1) * (os.cpu_count() or 1), (cpu, wall)
+
+
 def test_stdout_has_a_line_per_finished_unit_and_sketch_then_a_summary(big_build: Build):
     lines = big_build.proc.stdout.splitlines()
     sketch_lines = {line.split()[3]: line for line in lines if line.startswith("[stage2]")}
