@@ -294,7 +294,7 @@ class _Submission:
 
 # Sketch steps per task: at most MAX_BATCH, and fewer as the queue empties, so that the last tasks are single
 # steps and the slots finish together (TAIL tasks a slot are left when batching stops).
-MAX_BATCH = 8
+MAX_BATCH = 4
 TAIL = 4
 
 
