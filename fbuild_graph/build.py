@@ -14,7 +14,7 @@ import resource
 import tempfile
 import sys
 import time
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from attrs import evolve, field, frozen
 
@@ -23,6 +23,7 @@ from fbuild_graph.caches import ccache
 from fbuild_graph.arduino import detection
 from fbuild_graph.execution import execute
 from fbuild_graph import fileio
+from fbuild_graph.memo import Stamped
 from fbuild_graph.caches import fingerprint
 from fbuild_graph.caches import signature
 from fbuild_graph.execution import fitness
@@ -30,6 +31,7 @@ from fbuild_graph.arduino import include_probe
 from fbuild_graph.arduino import include_scan
 from fbuild_graph.arduino import installs
 from fbuild_graph.arduino import libraries
+from fbuild_graph.arduino import properties
 from fbuild_graph.arduino import macro_use
 from fbuild_graph.planning import matrix
 from fbuild_graph.planning import targets
@@ -55,6 +57,8 @@ from fbuild_graph.model import (FRAMEWORK, SKETCH, ActionRecord, ActionStatus, B
                                 WarningLevel)
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
+
+T = TypeVar("T")
 
 
 
@@ -110,6 +114,23 @@ class PhaseClock:
         return time.time() - self.t0
 
 
+class Warm:
+    """What the build service keeps between builds, in one place: the in-process clusters (one per pair of
+    limits) and what was worked out from files that have not changed since (`memo.Stamped`: the compiler's
+    answers to the probes). A build in a process of its own has none. Content digests are never kept from
+    one build to the next: every build's signatures hash what is on disk now."""
+
+    def __init__(self) -> None:
+        self.clusters = runner.LocalClusters()
+        self.memo = Stamped()
+
+    def begin(self) -> None:
+        fileio.forget_digests()
+
+    def close(self) -> None:
+        self.clusters.close()
+
+
 @frozen
 class Run:
     """What running a prepared build needs, in one record: the plan, the caches and where progress goes."""
@@ -121,6 +142,7 @@ class Run:
     restored: Mapping[str, str]
     progress: Callable[[str], None]
     view: object
+    warm: Optional[Warm] = None
 
 
 @frozen
@@ -192,23 +214,26 @@ class Batch:
     offered: Mapping[tuple[str, str], Sequence[libraries.Library]]
     tool: tools.Tools
     chosen: frozenset[tuple[str, str]]  # (board id, sketch id) of the targets this run builds or skips
+    memo: Stamped
 
 
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
-            clock: Optional[PhaseClock] = None) -> Prepared:
+            clock: Optional[PhaseClock] = None, memo: Optional[Stamped] = None) -> Prepared:
     """Everything before the first tool runs, as the phases `discover` (board, toolchain; the sketches with
     the first board), `libraries` (detection and skips), one of each per board, and `plan` (the DAG and
     stage-1 keys), each recorded on `clock`. Raises FbuildError for bad input. `compiler_cache` gives the
     compile launcher for a base folder (every path under it is made relative; None: no such folder short of
-    `/`, so paths stay absolute and only builds in the same place share entries)."""
+    `/`, so paths stay absolute and only builds in the same place share entries). `memo` keeps the
+    toolchain probes' answers between builds of the build service."""
     clock = clock or PhaseClock(time.time())
+    memo = memo or Stamped(keep=False)
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
     exclusions = tuple(targets.Exclusion.parse(text) for text in config.excludes)
     start = time.time()
     found, skipped = sketches.search(config.sketches)
     resolved, spans, notes = [], [], []
     for name in config.boards:
-        board, said = _resolve_board(name, dirs, config.build_properties, config.warnings)
+        board, said = _resolve_board(name, dirs, config.build_properties, config.warnings, memo)
         resolved.append(board)
         notes += said
         spans.append((start, time.time()))
@@ -222,9 +247,9 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     batch = Batch(sketches=tuple(found), markers={sk.id: targets.markers(sk.path) for sk in found},
                   exclusions=exclusions, offered={platforms: libraries.index(list(library_dirs), *platforms)
                                                   for platforms in dict.fromkeys(map(_platforms, resolved))},
-                  tool=tools.Tools(os.path.join(top, TOOLS_MEMO)),
+                  tool=tools.Tools(os.path.join(top, TOOLS_MEMO), memo),
                   chosen=_chosen(config, [(board, board_id, sk) for board, board_id in zip(resolved, ids)
-                                          for sk in found]))
+                                          for sk in found]), memo=memo)
     for compiler in dict.fromkeys(toolchain.compiler(board.properties) for board in resolved):
         batch.tool.system_headers(compiler)  # once, before the boards ask for it side by side
     # Boards detect side by side: most of detection's time is its preprocessor runs.
@@ -284,7 +309,7 @@ def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]])
 
 
 def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapping[str, str],
-                   warnings: str) -> tuple[Board, list[str]]:
+                   warnings: str, memo: Stamped) -> tuple[Board, list[str]]:
     """A board with every property known, its warning flags those of `warnings` (as arduino-cli sets them,
     unless --build-property sets them itself), its toolchain checked and the toolchain's quirks worked
     around; and what there is to say about it."""
@@ -294,13 +319,22 @@ def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapp
     if level in board.properties and "compiler.warning_flags" not in build_properties:
         board = evolve(board, properties={**board.properties, "compiler.warning_flags": board.properties[level]})
     toolchain.check(board.properties)
-    fix = toolchain.decimal_dig_fix(board.properties)
+    fix = _probed(memo, "decimal_dig", board.properties, toolchain.decimal_dig_fix)
     if fix:
         props = dict(board.properties)
         props["compiler.cpp.extra_flags"] = f"{props.get('compiler.cpp.extra_flags', '')} {fix}".strip()
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     return board, notes
+
+
+def _probed(memo: Stamped, probe: str, props: Mapping[str, str], work: Callable[[Mapping[str, str]], T]) -> T:
+    """A toolchain probe's answer, kept while the compiler it ran is the same file (and PATH, which found
+    it, the same)."""
+    cxx = toolchain.compiler(props)
+    program = tools.resolve(cxx) or cxx
+    key = (probe, cxx, program, os.environ.get("PATH", ""), properties.value(props, "build.mcu"))
+    return memo.get(key, [program], lambda: work(props))
 
 
 def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
@@ -312,7 +346,7 @@ def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
     reasons = {sk.id: targets.marker_reason(batch.markers[sk.id], board_id)
                or targets.exclusion_reason(batch.exclusions, board_id, sk) for sk in mine}
     answers = include_probe.AnswerCache(layout.includes_cache)
-    identity = toolchain.identity(board.properties)
+    identity = _probed(batch.memo, "identity", board.properties, toolchain.identity)
     discovery = detect_libraries(board, [sk for sk in mine if not reasons[sk.id]], batch.offered[_platforms(board)],
                                  identity, batch.tool, answers)
     by_name = {lib.name: lib for lib in discovery.libraries}
@@ -381,12 +415,16 @@ def _sources(folder: str) -> list[str]:
 
 
 def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None,
-                 view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout)) -> tuple[int, BuildReport]:
+                 view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout),
+                 warm: Optional[Warm] = None) -> tuple[int, BuildReport]:
     """Build every sketch for every board, phase after phase: import, then prepare (discover, libraries,
     plan), take the output folder, restore stage 1 from the cache, run stages 1 and 2, write the results.
     `progress` says notes and errors; `view(total)` makes what shows units and targets finishing (see
-    progress.py). `t0` is when the process began importing us, so start-up cost shows as a phase."""
+    progress.py). `t0` is when the process began importing us (or the client of the build service
+    began), so start-up cost shows as a phase. `warm`: the build service's state, kept between builds."""
     clock = PhaseClock(t0 or time.time())
+    if warm is not None:
+        warm.begin()
     clock.record("import", clock.t0, time.time())
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
@@ -395,7 +433,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     with contextlib.ExitStack() as held:
         store = held.enter_context(spec.open(warn=progress))
         ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
-        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock)
+        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock, warm and warm.memo)
         # Held from before the first file is written into --out until results.json is.
         held.enter_context(lock.holding(prepared.out, progress if config.wait else None))
         prepared.save_memos()
@@ -406,7 +444,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
         shown = view(len(prepared.targets))
         run = Run(config=config, prepared=prepared, steps=tuple(steps), store=store, restored=restored,
-                  progress=progress, view=shown)
+                  progress=progress, view=shown, warm=warm)
         try:
             outcome = _run(run, clock)
         finally:
@@ -488,7 +526,8 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
                 collector.on_result(execute.run_step(step))
         else:
             start = time.time()
-            with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler) as client:
+            with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
+                                run.warm and run.warm.clusters) as client:
                 clock.record("cluster_start", start, time.time())
                 slots = runner.slots(client)
                 remote = _shipment(prepared, run.restored) if config.scheduler else None

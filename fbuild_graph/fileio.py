@@ -108,3 +108,10 @@ def digest(path: str) -> str:
     with _digests_lock:
         _digests[stamp] = h.hexdigest()
     return _digests[stamp]
+
+
+def forget_digests() -> None:
+    """A new build begins in a process that built before (the build service): its signatures must hash what
+    is on disk now, not what a stamp said earlier (a file rewritten within one clock tick keeps its stamp)."""
+    with _digests_lock:
+        _digests.clear()
