@@ -46,6 +46,8 @@ def serve(folder: str, key: str) -> None:
         print(f"fbuild-graph service: asked to serve key {key}, but this code's key is {own}: exiting",
               file=sys.stderr, flush=True)
         os._exit(1)
+    import distributed  # noqa: F401  (now, while stderr is the log: its log handlers keep the stream they find)
+
     warm = Warm()
     try:
         Service(place.Place(folder, key), lambda argv, started: cli.main(argv, started=started, warm=warm),
