@@ -54,7 +54,7 @@ from fbuild_graph.planning.layout import Layout
 from fbuild_graph.caches.bundles import DEFAULT_MAX_BUNDLE_BYTES
 from fbuild_graph.caches.cache import Cache, CacheSpec
 from fbuild_graph.model import (FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Owner, Phase, SketchStatus,
-                                WarningLevel)
+                                StepResult, WarningLevel)
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -519,11 +519,12 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     exit_code = ExitCode.OK
     slots: dict[str, int] = {}
     try:
-        if config.scheduler is None and all(execute.up_to_date(step) for step in run.steps):
+        answers = _answers(run.steps) if config.scheduler is None else None
+        if answers is not None:
             # Nothing to do: answer from the signatures, in dependency order, without starting (or even
             # importing) a cluster, which would be most of a warm build's time.
-            for step in run.steps:
-                collector.on_result(execute.run_step(step))
+            for result in answers:
+                collector.on_result(result)
         else:
             start = time.time()
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
@@ -562,6 +563,17 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
             progress(f"error: {built.board_id}: {message}" if built.namespace else f"error: {message}")
             collector.finish_unfinished(SketchStatus.FAILED, message, built.namespace)
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
+
+
+def _answers(steps: Sequence[plan.Step]) -> Optional[list[StepResult]]:
+    """Every step's result when every action is up to date (each signature checked once); else None."""
+    answers = []
+    for step in steps:
+        result = execute.answer(step)
+        if result is None:
+            return None
+        answers.append(result)
+    return answers
 
 
 def _cached_records(graph, owners: frozenset[str]) -> dict[str, list[ActionRecord]]:

@@ -13,7 +13,8 @@ import time
 
 _STARTED = time.time()
 
-import os  # noqa: E402  (the start above is the build's)
+import importlib  # noqa: E402  (the start above is the build's)
+import os  # noqa: E402
 import sys  # noqa: E402
 
 from fbuild_graph.service import client  # noqa: E402
@@ -46,7 +47,7 @@ def serve(folder: str, key: str) -> None:
         print(f"fbuild-graph service: asked to serve key {key}, but this code's key is {own}: exiting",
               file=sys.stderr, flush=True)
         os._exit(1)
-    import distributed  # noqa: F401  (now, while stderr is the log: its log handlers keep the stream they find)
+    importlib.import_module("distributed")  # now, while stderr is the log: its log handlers keep the stream they find
 
     warm = Warm()
     try:
