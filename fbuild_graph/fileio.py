@@ -42,6 +42,18 @@ def write_atomic(path: str, data: Union[str, bytes]) -> None:
         raise
 
 
+def write_if_changed(path: str, text: str) -> None:
+    """write_atomic, unless the file already holds exactly `text` (a sketch's log on a build with nothing
+    to do: reading it back costs a tenth of writing it anew)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            if f.read() == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_atomic(path, text)
+
+
 def is_regular(path: str) -> bool:
     """A regular file, or a link to one."""
     try:
