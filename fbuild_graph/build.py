@@ -519,13 +519,14 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     exit_code = ExitCode.OK
     slots: dict[str, int] = {}
     try:
-        answers = _answers(run.steps) if config.scheduler is None else None
-        if answers is not None:
-            # Nothing to do: answer from the signatures, in dependency order, without starting (or even
-            # importing) a cluster, which would be most of a warm build's time.
-            for result in answers:
-                collector.on_result(result)
-        else:
+        # What is up to date is answered here from the signatures, in dependency order: with nothing to do,
+        # no cluster is started (or even imported), which would be most of a warm build's time; with one
+        # sketch edited, only its steps go to the cluster.
+        answered = _answers(run.steps) if config.scheduler is None else {}
+        for result in answered.values():
+            collector.on_result(result)
+        rest = [step for step in run.steps if step.key not in answered]
+        if rest:
             start = time.time()
             with runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
                                 run.warm and run.warm.clusters) as client:
@@ -537,8 +538,8 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
                 # Workers of our own cluster are this process: their toolchain is ours.
                 expected = fitness.Expectation.of(prepared.boards[0].board.properties) if config.scheduler else None
                 try:
-                    runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
-                               remote, expected)
+                    runner.run(client, rest, collector.on_result, cache, config.group, config.cancel_in_progress,
+                               remote, expected, answered=answered)
                 finally:
                     execute.finish_storing()
     except runner.ClusterFault as exc:
@@ -565,15 +566,16 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
-def _answers(steps: Sequence[plan.Step]) -> Optional[list[StepResult]]:
-    """Every step's result when every action is up to date (each signature checked once); else None."""
-    answers = []
+def _answers(steps: Sequence[plan.Step]) -> dict[str, StepResult]:
+    """The results of the steps whose every action is up to date and whose every dependency was answered so
+    too (a dependency that runs again may change what the step reads), by step key, in the steps' order."""
+    answered: dict[str, StepResult] = {}
     for step in steps:
-        result = execute.answer(step)
-        if result is None:
-            return None
-        answers.append(result)
-    return answers
+        if all(dep in answered for dep in step.deps):
+            result = execute.answer(step)
+            if result is not None:
+                answered[step.key] = result
+    return answered
 
 
 def _cached_records(graph, owners: frozenset[str]) -> dict[str, list[ActionRecord]]:

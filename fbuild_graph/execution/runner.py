@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import threading
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from fbuild_graph.execution import availability
 from fbuild_graph.execution import supersede
@@ -174,7 +174,8 @@ SCHEDULER_LOST = "scheduler-connection-lost"
 
 def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
         group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None,
-        expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None) -> None:
+        expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None,
+        answered: Mapping[str, StepResult] = {}) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
     `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
@@ -183,7 +184,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
     `expected` (the client's toolchain), a worker whose toolchain differs or does not work leaves the
     cluster and its tasks run elsewhere (see fitness.py). ClusterFault is raised when the scheduler is lost,
     or when no worker has offered a resource that unfinished steps need for the grace period. `commands`
-    replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn)."""
+    replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn). `answered`:
+    the results of dependencies the client answered itself (up to date), passed to the steps as they are."""
     from distributed import as_completed
 
     run_id = supersede.new_run_id()
@@ -210,7 +212,7 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         remote["commands"] = commands
     submission = _Submission(client, steps, dict(
         cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None, pure=False, **remote),
-        run_id)
+        run_id, answered)
     # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
     unfinished = {step.key: step.resource for step in steps}
     unfinished_lock = threading.Lock()
@@ -269,8 +271,9 @@ class _Submission:
 
     WINDOW = 256
 
-    def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str):
-        self.client, self.options, self.run_id = client, options, run_id
+    def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str,
+                 answered: Mapping[str, StepResult] = {}):
+        self.client, self.options, self.run_id, self.answered = client, options, run_id, answered
         self.stage1 = [step for step in steps if step.resource == FRAMEWORK]
         self.rest = collections.deque(step for step in steps if step.resource != FRAMEWORK)
         self.futures: dict[str, object] = {}
@@ -300,7 +303,8 @@ class _Submission:
         return more
 
     def _submit(self, step: Step):
-        future = self.client.submit(run_step, step, *(self.futures[d] for d in step.deps),
+        deps = (self.futures[d] if d in self.futures else self.answered[d] for d in step.deps)
+        future = self.client.submit(run_step, step, *deps,
                                     key=f"{step.key}#{self.run_id}", resources={step.resource: 1},
                                     priority=step.priority, **self.options)
         self.futures[step.key] = future
