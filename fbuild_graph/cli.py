@@ -365,10 +365,18 @@ def _fail(args: argparse.Namespace, line: str, code: int) -> int:
     return code
 
 
-def run(started: Optional[float] = None) -> None:
-    """The in-process build (launch.run decides). Exits without interpreter teardown, which after a Dask
-    cluster costs ~0.4 s of CPU and does nothing for us: every file is closed and every tool has exited by
-    then."""
+def run() -> None:
+    """The console entry of installs whose script still names cli:run: as launch.run (the build service for
+    --daemon), only with this module's imports already paid for."""
+    from fbuild_graph import launch
+
+    launch.run()
+
+
+def run_here(started: Optional[float] = None) -> None:
+    """The command in this process (launch.run decides). Exits without interpreter teardown, which after a
+    Dask cluster costs ~0.4 s of CPU and does nothing for us: every file is closed and every tool has exited
+    by then."""
     code = main(started=started)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -30,7 +30,7 @@ def run() -> None:
             os._exit(code)
     from fbuild_graph import cli
 
-    cli.run(_STARTED)
+    cli.run_here(_STARTED)
 
 
 def serve(folder: str, key: str) -> None:
