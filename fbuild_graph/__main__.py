@@ -1,3 +1,3 @@
-from fbuild_graph.cli import run
+from fbuild_graph.launch import run
 
 run()

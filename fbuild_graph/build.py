@@ -15,7 +15,7 @@ import resource
 import tempfile
 import sys
 import time
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from attrs import evolve, field, frozen
 
@@ -24,6 +24,7 @@ from fbuild_graph.caches import ccache
 from fbuild_graph.arduino import detection
 from fbuild_graph.execution import execute
 from fbuild_graph import fileio
+from fbuild_graph.memo import Stamped
 from fbuild_graph.caches import fingerprint
 from fbuild_graph.caches import signature
 from fbuild_graph.execution import fitness
@@ -32,6 +33,7 @@ from fbuild_graph.arduino import include_probe
 from fbuild_graph.arduino import include_scan
 from fbuild_graph.arduino import installs
 from fbuild_graph.arduino import libraries
+from fbuild_graph.arduino import properties
 from fbuild_graph.arduino import macro_use
 from fbuild_graph.planning import matrix
 from fbuild_graph.planning import targets
@@ -54,9 +56,11 @@ from fbuild_graph.planning.layout import Layout
 from fbuild_graph.caches.bundles import DEFAULT_MAX_BUNDLE_BYTES
 from fbuild_graph.caches.cache import Cache, CacheSpec
 from fbuild_graph.model import (FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Owner, Phase, SketchStatus,
-                                WarningLevel)
+                                StepResult, WarningLevel)
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
+
+T = TypeVar("T")
 
 
 
@@ -112,6 +116,23 @@ class PhaseClock:
         return time.time() - self.t0
 
 
+class Warm:
+    """What the build service keeps between builds, in one place: the in-process clusters (one per pair of
+    limits) and what was worked out from files that have not changed since (`memo.Stamped`: the compiler's
+    answers to the probes). A build in a process of its own has none. Content digests are never kept from
+    one build to the next: every build's signatures hash what is on disk now."""
+
+    def __init__(self) -> None:
+        self.clusters = runner.LocalClusters()
+        self.memo = Stamped()
+
+    def begin(self) -> None:
+        fileio.forget_digests()
+
+    def close(self) -> None:
+        self.clusters.close()
+
+
 @frozen
 class Run:
     """What running a prepared build needs, in one record: the plan, the caches and where progress goes."""
@@ -123,6 +144,7 @@ class Run:
     restored: Mapping[str, str]
     progress: Callable[[str], None]
     view: object
+    warm: Optional[Warm] = None
 
 
 @frozen
@@ -194,23 +216,26 @@ class Batch:
     offered: Mapping[tuple[str, str], Sequence[libraries.Library]]
     tool: tools.Tools
     chosen: frozenset[tuple[str, str]]  # (board id, sketch id) of the targets this run builds or skips
+    memo: Stamped
 
 
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
-            clock: Optional[PhaseClock] = None) -> Prepared:
+            clock: Optional[PhaseClock] = None, memo: Optional[Stamped] = None) -> Prepared:
     """Everything before the first tool runs, as the phases `discover` (board, toolchain; the sketches with
     the first board), `libraries` (detection and skips), one of each per board, and `plan` (the DAG and
     stage-1 keys), each recorded on `clock`. Raises FbuildError for bad input. `compiler_cache` gives the
     compile launcher for a base folder (every path under it is made relative; None: no such folder short of
-    `/`, so paths stay absolute and only builds in the same place share entries)."""
+    `/`, so paths stay absolute and only builds in the same place share entries). `memo` keeps the
+    toolchain probes' answers between builds of the build service."""
     clock = clock or PhaseClock(time.time())
+    memo = memo or Stamped(keep=False)
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
     exclusions = tuple(targets.Exclusion.parse(text) for text in config.excludes)
     start = time.time()
     found, skipped = sketches.search(config.sketches)
     resolved, spans, notes = [], [], []
     for name in config.boards:
-        board, said = _resolve_board(name, dirs, config.build_properties, config.warnings)
+        board, said = _resolve_board(name, dirs, config.build_properties, config.warnings, memo)
         resolved.append(board)
         notes += said
         spans.append((start, time.time()))
@@ -224,9 +249,9 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     batch = Batch(sketches=tuple(found), markers={sk.id: targets.markers(sk.path) for sk in found},
                   exclusions=exclusions, offered={platforms: libraries.index(list(library_dirs), *platforms)
                                                   for platforms in dict.fromkeys(map(_platforms, resolved))},
-                  tool=tools.Tools(os.path.join(top, TOOLS_MEMO)),
+                  tool=tools.Tools(os.path.join(top, TOOLS_MEMO), memo),
                   chosen=_chosen(config, [(board, board_id, sk) for board, board_id in zip(resolved, ids)
-                                          for sk in found]))
+                                          for sk in found]), memo=memo)
     for compiler in dict.fromkeys(toolchain.compiler(board.properties) for board in resolved):
         batch.tool.system_headers(compiler)  # once, before the boards ask for it side by side
     # Boards detect side by side: most of detection's time is its preprocessor runs.
@@ -286,7 +311,7 @@ def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]])
 
 
 def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapping[str, str],
-                   warnings: str) -> tuple[Board, list[str]]:
+                   warnings: str, memo: Stamped) -> tuple[Board, list[str]]:
     """A board with every property known, its warning flags those of `warnings` (as arduino-cli sets them,
     unless --build-property sets them itself), its toolchain checked and the toolchain's quirks worked
     around; and what there is to say about it."""
@@ -296,13 +321,22 @@ def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapp
     if level in board.properties and "compiler.warning_flags" not in build_properties:
         board = evolve(board, properties={**board.properties, "compiler.warning_flags": board.properties[level]})
     toolchain.check(board.properties)
-    fix = toolchain.decimal_dig_fix(board.properties)
+    fix = _probed(memo, "decimal_dig", board.properties, toolchain.decimal_dig_fix)
     if fix:
         props = dict(board.properties)
         props["compiler.cpp.extra_flags"] = f"{props.get('compiler.cpp.extra_flags', '')} {fix}".strip()
         board = evolve(board, properties=props)
         notes.append(f"note: {toolchain.compiler(props)} defines DECIMAL_DIG only for C; adding {fix} to C++ compiles")
     return board, notes
+
+
+def _probed(memo: Stamped, probe: str, props: Mapping[str, str], work: Callable[[Mapping[str, str]], T]) -> T:
+    """A toolchain probe's answer, kept while the compiler it ran is the same file (and PATH, which found
+    it, the same)."""
+    cxx = toolchain.compiler(props)
+    program = tools.resolve(cxx) or cxx
+    key = (probe, cxx, program, os.environ.get("PATH", ""), properties.value(props, "build.mcu"))
+    return memo.get(key, [program], lambda: work(props))
 
 
 def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
@@ -314,7 +348,7 @@ def _detect_and_skip(batch: Batch, board: Board, board_id: str, namespace: str,
     reasons = {sk.id: targets.marker_reason(batch.markers[sk.id], board_id)
                or targets.exclusion_reason(batch.exclusions, board_id, sk) for sk in mine}
     answers = include_probe.AnswerCache(layout.includes_cache)
-    identity = toolchain.identity(board.properties)
+    identity = _probed(batch.memo, "identity", board.properties, toolchain.identity)
     discovery = detect_libraries(board, [sk for sk in mine if not reasons[sk.id]], batch.offered[_platforms(board)],
                                  identity, batch.tool, answers)
     by_name = {lib.name: lib for lib in discovery.libraries}
@@ -383,12 +417,16 @@ def _sources(folder: str) -> list[str]:
 
 
 def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None,
-                 view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout)) -> tuple[int, BuildReport]:
+                 view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout),
+                 warm: Optional[Warm] = None) -> tuple[int, BuildReport]:
     """Build every sketch for every board, phase after phase: import, then prepare (discover, libraries,
     plan), take the output folder, restore stage 1 from the cache, run stages 1 and 2, write the results.
     `progress` says notes and errors; `view(total)` makes what shows units and targets finishing (see
-    progress.py). `t0` is when the process began importing us, so start-up cost shows as a phase."""
+    progress.py). `t0` is when the process began importing us (or the client of the build service
+    began), so start-up cost shows as a phase. `warm`: the build service's state, kept between builds."""
     clock = PhaseClock(t0 or time.time())
+    if warm is not None:
+        warm.begin()
     clock.record("import", clock.t0, time.time())
     if config.framework_jobs < 1 or config.sketch_jobs < 1:
         raise FbuildError("--framework-jobs and --sketch-jobs must be at least 1")
@@ -397,7 +435,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     with contextlib.ExitStack() as held:
         store = held.enter_context(spec.open(warn=progress))
         ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
-        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock)
+        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock, warm and warm.memo)
         # Held from before the first file is written into --out until results.json is.
         held.enter_context(lock.holding(prepared.out, progress if config.wait else None))
         prepared.save_memos()
@@ -408,7 +446,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
         shown = view(len(prepared.targets))
         run = Run(config=config, prepared=prepared, steps=tuple(steps), store=store, restored=restored,
-                  progress=progress, view=shown)
+                  progress=progress, view=shown, warm=warm)
         try:
             outcome = _run(run, clock)
         finally:
@@ -494,14 +532,15 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     exit_code = ExitCode.OK
     slots: dict[str, int] = {}
     try:
-        if config.scheduler is None and all(execute.up_to_date(step) for step in run.steps):
-            # Nothing to do: answer from the signatures, in dependency order, without starting (or even
-            # importing) a cluster, which would be most of a warm build's time.
-            for step in run.steps:
-                collector.on_result(execute.run_step(step))
-        else:
+        # What is up to date is answered here from the signatures, in dependency order: with nothing to do,
+        # no cluster is started (or even imported), which would be most of a warm build's time; with one
+        # sketch edited, only its steps go to the cluster.
+        answered = _answers(run.steps) if config.scheduler is None else {}
+        for result in answered.values():
+            collector.on_result(result)
+        if len(answered) < len(run.steps):
             try:
-                slots = _on_cluster(run, clock, collector)
+                slots = _on_cluster(run, answered, clock, collector)
             finally:
                 execute.finish_storing()
     except runner.ClusterFault as exc:
@@ -528,28 +567,42 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
-def _on_cluster(run: Run, clock: PhaseClock, collector: Collector) -> dict[str, int]:
-    """The steps on the cluster, the first of them run by a head start while our own cluster starts; the
-    cluster's slots per resource class."""
+def _answers(steps: Sequence[plan.Step]) -> dict[str, StepResult]:
+    """The results of the steps whose every action is up to date and whose every dependency was answered so
+    too (a dependency that runs again may change what the step reads), by step key, in the steps' order."""
+    answered: dict[str, StepResult] = {}
+    for step in steps:
+        if all(dep in answered for dep in step.deps):
+            result = execute.answer(step)
+            if result is not None:
+                answered[step.key] = result
+    return answered
+
+
+def _on_cluster(run: Run, answered: Mapping[str, StepResult], clock: PhaseClock, collector: Collector) -> dict[str, int]:
+    """The steps not `answered` on the cluster, the first of them run by a head start while our own cluster
+    starts; the cluster's slots per resource class."""
     config, prepared = run.config, run.prepared
     local = config.scheduler is None
     # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
     cache = run.store.spec if run.store.mode != "off" and local else None
+    rest = [step for step in run.steps if step.key not in answered]
     start = time.time()
     with contextlib.ExitStack() as held:
         early = held.enter_context(head_start.HeadStart(
-            run.steps, {FRAMEWORK: config.framework_jobs, SKETCH: config.sketch_jobs},
-            functools.partial(execute.run_step, cache=cache), collector.on_result)) if local else None
-        client = held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler))
+            rest, {FRAMEWORK: config.framework_jobs, SKETCH: config.sketch_jobs},
+            functools.partial(execute.run_step, cache=cache), collector.on_result, answered)) if local else None
+        client = held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
+                                                   run.warm and run.warm.clusters))
         clock.record("cluster_start", start, time.time())
         slots = runner.slots(client)
-        finished = early.stop() if early else {}
+        finished = early.stop() if early else answered
         if early and not early.go_on:
             return slots
         remote = None if local else _shipment(prepared, run.restored)
         # Workers of our own cluster are this process: their toolchain is ours.
         expected = None if local else fitness.Expectation.of(prepared.boards[0].board.properties)
-        runner.run(client, run.steps, collector.on_result, cache, config.group, config.cancel_in_progress,
+        runner.run(client, rest, collector.on_result, cache, config.group, config.cancel_in_progress,
                    remote, expected, finished=finished)
     return slots
 

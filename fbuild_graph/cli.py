@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from fbuild_graph import commands
 from fbuild_graph.arduino import installs
-from fbuild_graph.build import Config
+from fbuild_graph.build import Config, Warm
 from fbuild_graph.caches.cache import CACHE_MODES, parse_size
 from fbuild_graph.errors import FbuildError, os_error_line
 from fbuild_graph.exitcodes import ExitCode
@@ -170,6 +170,11 @@ def parser() -> argparse.ArgumentParser:
                       "delta) from this earlier build's --out (its results.json) instead of building the base again")
     many.add_argument("--junit", metavar="FILE",
                       help="also write the results as JUnit XML: a testsuite per board, a testcase per sketch")
+    many.add_argument("--daemon", action="store_true",
+                      help="build in this user's resident build service, started on demand (FBUILD_GRAPH_DAEMON=1 "
+                      "too): imports, cluster and parsed files stay warm between builds; it exits after "
+                      "FBUILD_GRAPH_DAEMON_IDLE seconds (default 600) without a build. Content signatures still "
+                      "decide what is up to date, and the outputs are the same")
     many.add_argument("--annotations", choices=("auto", "github", "none"), default="auto",
                       help="github: after the build, print a workflow command for every error and warning of a failed "
                       "sketch, fold its log, and append a summary to $GITHUB_STEP_SUMMARY; auto (default): github "
@@ -228,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
                          help="print the deltas as JSON: per target and memory, base and head sizes, the change in "
                          "bytes, in percent of the head's maximum (relative, as compile-sketches) and of the base "
                          "size (growth)")
+    daemon = sub.add_parser("daemon", help="the resident build service of compile-many --daemon",
+                            description="status: the running service of this fbuild-graph (its pid, key, uptime, "
+                            "builds served; exit 1 when none runs). stop: ask it to exit once the builds it "
+                            "accepted are done.")
+    daemon.add_argument("verb", choices=("status", "stop"))
     cache = sub.add_parser("cache", help="see, bound and bake the build cache")
     verbs = cache.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     _cache_args(verbs.add_parser("stats", help="entries and size of the local cache"))
@@ -306,13 +316,14 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, started: Optional[float] = None, warm: Optional[Warm] = None) -> int:
+    """`started`: when the process (or the build service's client) began; `warm`: the build service's state."""
     args = parser().parse_args(argv)
     # CI cancels a job with SIGTERM: treat it as Ctrl-C, so finished results are kept and tools killed.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "compile-many":
-            return commands.compile_many(args, _config(args), _STARTED)
+            return commands.compile_many(args, _config(args), started or _STARTED, warm)
         if args.command == "cache":
             return commands.cache(args, lambda: _config(args))
         if args.command == "report":
@@ -332,6 +343,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return commands.boards(args)
         if args.command == "compare":
             return commands.compare(args)
+        if args.command == "daemon":
+            return commands.daemon(args)
         return commands.graph(args, _config(args))
     except FbuildError as exc:
         return _fail(args, str(exc), exc.exit_code)
@@ -354,9 +367,18 @@ def _fail(args: argparse.Namespace, line: str, code: int) -> int:
 
 
 def run() -> None:
-    """The console entry point. Exits without interpreter teardown, which after a Dask cluster costs ~0.4 s
-    of CPU and does nothing for us: every file is closed and every tool has exited by then."""
-    code = main()
+    """The console entry of installs whose script still names cli:run: as launch.run (the build service for
+    --daemon), only with this module's imports already paid for."""
+    from fbuild_graph import launch
+
+    launch.run()
+
+
+def run_here(started: Optional[float] = None) -> None:
+    """The command in this process (launch.run decides). Exits without interpreter teardown, which after a
+    Dask cluster costs ~0.4 s of CPU and does nothing for us: every file is closed and every tool has exited
+    by then."""
+    code = main(started=started)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

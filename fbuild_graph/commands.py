@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import tempfile
-from typing import Callable
+from typing import Callable, Optional
 
 from attrs import evolve
 
@@ -26,15 +26,15 @@ from fbuild_graph.outputs import progress
 from fbuild_graph.outputs import results
 
 
-def compile_many(args: argparse.Namespace, config: Config, started: float) -> int:
+def compile_many(args: argparse.Namespace, config: Config, started: float, warm: Optional[build.Warm] = None) -> int:
     """compile-many: the build, then what it leaves for a person or a CI (table or summary, the result map,
-    the sketches report, JUnit, GitHub annotations)."""
+    the sketches report, JUnit, GitHub annotations). `warm`: the build service's state, when it runs this."""
     live = sys.stdout.isatty() and not (args.json or args.quiet)
     base = _sketches_report_base(args)
     if args.junit:  # an unwritable report fails now, not after the build
         ensure_folder(os.path.dirname(os.path.abspath(args.junit)), "the folder of --junit")
     code, report = build.compile_many(config, progress=note, t0=started,
-                                      view=lambda total: progress.view(args.json, args.quiet, total))
+                                      view=lambda total: progress.view(args.json, args.quiet, total), warm=warm)
     if args.sketches_report:
         _write_sketches_report(args, report, base)
     if args.json:
@@ -192,6 +192,26 @@ def cache(args: argparse.Namespace, make_config: Callable[[], Config]) -> int:
         note(f"removed {removed} entries")
     sys.stdout.write(results.to_json(store.stats()))
     return 0
+
+
+def daemon(args: argparse.Namespace) -> int:
+    """daemon status / stop: the build service of this fbuild-graph (its key), if one runs."""
+    from fbuild_graph.service import client
+    from fbuild_graph.service.place import Unavailable
+
+    try:
+        answer = client.ask(args.verb)
+    except Unavailable as exc:
+        raise FbuildError(str(exc)) from None
+    if answer is None:
+        note("no build service is running for this fbuild-graph")
+        return ExitCode.FAILED if args.verb == "status" else ExitCode.OK
+    if args.verb == "stop":
+        note(f"asked the build service (pid {answer['pid']}) to stop after {answer['builds']} builds")
+        return ExitCode.OK
+    sys.stdout.write("".join(f"{name}: {answer[name]}\n" for name in
+                             ("pid", "key", "uptime", "builds", "busy", "idle_exit", "socket", "log")))
+    return ExitCode.OK
 
 
 def note(line: str) -> None:

@@ -42,6 +42,18 @@ def write_atomic(path: str, data: Union[str, bytes]) -> None:
         raise
 
 
+def write_if_changed(path: str, text: str) -> None:
+    """write_atomic, unless the file already holds exactly `text` (a sketch's log on a build with nothing
+    to do: reading it back costs a tenth of writing it anew)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            if f.read() == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_atomic(path, text)
+
+
 def is_regular(path: str) -> bool:
     """A regular file, or a link to one."""
     try:
@@ -108,3 +120,10 @@ def digest(path: str) -> str:
     with _digests_lock:
         _digests[stamp] = h.hexdigest()
     return _digests[stamp]
+
+
+def forget_digests() -> None:
+    """A new build begins in a process that built before (the build service): its signatures must hash what
+    is on disk now, not what a stamp said earlier (a file rewritten within one clock tick keeps its stamp)."""
+    with _digests_lock:
+        _digests.clear()

@@ -9,8 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).parent.parent / "fbuild_graph"
 # Lowest first. The shared vocabulary (model, errors, exitcodes, fileio, names) is below every subpackage;
 # build, commands and cli are above all.
-LAYERS = ["shared", "arduino", "planning", "caches", "execution", "outputs", "analysis", "top"]
-TOP = {"build", "commands", "cli", "__main__"}
+LAYERS = ["shared", "arduino", "planning", "caches", "execution", "outputs", "analysis", "service", "top"]
+TOP = {"build", "commands", "cli", "launch", "__main__"}
 
 
 def _layer(module: str) -> str:

@@ -24,6 +24,7 @@ import tempfile
 from typing import Iterable, Optional, Sequence
 
 from fbuild_graph import fileio
+from fbuild_graph.memo import Stamped
 from fbuild_graph.model import Action, Kind
 
 # Kinds whose argv[0] is the gcc driver, asked with -### what it runs.
@@ -43,12 +44,13 @@ class Tools:
     variables the driver reads are the same: a no-op build then runs no driver and reads no 20 MB compiler,
     and a tool replaced between two builds is still probed and hashed anew."""
 
-    def __init__(self, memo: Optional[str] = None) -> None:
+    def __init__(self, memo: Optional[str] = None, stamped: Optional[Stamped] = None) -> None:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._digests: dict[str, str] = {}
         self._headers: dict[str, str] = {}
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._memo = memo
+        self._stamped = stamped or Stamped(keep=False)  # the build service's, kept between its builds
         self._known_shapes, self._known_digests = _load_memo(memo)
 
     def save(self) -> None:
@@ -80,7 +82,9 @@ class Tools:
 
     def system_dirs(self, compiler: str) -> tuple[str, ...]:
         if compiler not in self._dirs:
-            self._dirs[compiler] = tuple(system_include_dirs(compiler))
+            program = resolve(compiler) or compiler
+            self._dirs[compiler] = self._stamped.get(("system_dirs", compiler, program, os.environ.get("PATH", "")),
+                                                     [program], lambda: tuple(system_include_dirs(compiler)))
         return self._dirs[compiler]
 
     def system_headers(self, compiler: str) -> str:

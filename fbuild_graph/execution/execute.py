@@ -120,11 +120,7 @@ def run_step(step: Step, *deps: StepResult, cache: Optional[CacheSpec] = None, c
             records.append(_record(action, ActionStatus.FAILED, returncode=127, output=f"{exc}\n"))
     ok = all(r.status in OK_STATUSES for r in records)
     if mirror is None:  # a local build: consumers read the outputs where they are
-        # The stage-1 cache stores a unit's files only as they were when its tools exited (see Cache.put).
-        produced = [p for a in actions for p in (*a.outputs, signature.output_path(a))
-                    if p and ok and a.resource == FRAMEWORK and os.path.isfile(p)]
-        return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records),
-                          artifacts=tuple(Artifact(path=p, sha256=fileio.digest(p)) for p in produced))
+        return _local_result(step, records)
     # Depfiles travel back too: the client's stage-1 cache keys a unit on what its compiles read.
     outputs = [p for a in actions for p in (*a.outputs, a.stdout_path, signature.depfile(a), signature.output_path(a))
                if p and ok and os.path.isfile(p)]
@@ -151,8 +147,26 @@ def raised(step: Step, task: str, exc: BaseException) -> StepResult:
     return StepResult(step=step.key, owner=step.owner, ok=False, records=(record,))
 
 
-def up_to_date(step: Step) -> bool:
-    return all(signature.up_to_date(action, action.command_line) for action in step.actions)
+def _local_result(step: Step, records: list[ActionRecord]) -> StepResult:
+    """A step's result on the client's own disk. The stage-1 cache stores a unit's files only as they were
+    when its tools exited (see Cache.put): their digests travel with the result."""
+    ok = all(r.status in OK_STATUSES for r in records)
+    produced = [p for a in step.actions for p in (*a.outputs, signature.output_path(a))
+                if p and ok and a.resource == FRAMEWORK and os.path.isfile(p)]
+    return StepResult(step=step.key, owner=step.owner, ok=ok, records=tuple(records),
+                      artifacts=tuple(Artifact(path=p, sha256=fileio.digest(p)) for p in produced))
+
+
+def answer(step: Step) -> Optional[StepResult]:
+    """The result run_step would give a step whose every action is up to date, each signature checked once;
+    None at the first action that is not (nothing is touched then: the step is for a cluster to run)."""
+    records = []
+    for action in step.actions:
+        start = time.time()
+        if not signature.up_to_date(action, action.command_line):
+            return None
+        records.append(_up_to_date(action, start))
+    return _local_result(step, records)
 
 
 def run_action(action: Action, store: Optional[Cache] = None,
@@ -160,8 +174,7 @@ def run_action(action: Action, store: Optional[Cache] = None,
     command = action.command_line
     start = time.time()
     if signature.up_to_date(action, command):
-        return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0,
-                       output=_stdout(action) or signature.recorded_output(action))
+        return _up_to_date(action, start)
     signature.forget(action)
     outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
     for path in (*outputs, signature.depfile(action)):  # a depfile left by an earlier run never passes for this one's
@@ -190,6 +203,11 @@ def run_action(action: Action, store: Optional[Cache] = None,
             # digests taken now are what the copy must match (Cache.put), as the stage-1 cache does.
             _STORING.submit(store.put, ACTIONS, key, files, {rel: fileio.digest(p) for rel, p in files.items()})
     return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
+
+
+def _up_to_date(action: Action, start: float) -> ActionRecord:
+    return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0,
+                   output=_stdout(action) or signature.recorded_output(action))
 
 
 def finish_storing() -> None:

@@ -12,7 +12,7 @@ hand-over.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import evolve
 
@@ -29,12 +29,12 @@ class HeadStart:
     worker of their class, as the cluster's own do (runner.cluster), so tasks.tsv reads the same."""
 
     def __init__(self, steps: Sequence[Step], slots: dict[str, int], run_step: RunStep,
-                 on_result: Callable[[StepResult], bool]) -> None:
+                 on_result: Callable[[StepResult], bool], given: Mapping[str, StepResult] = {}) -> None:
         self._run_step, self._on_result = run_step, on_result
         self._reporting = threading.Lock()  # on_result sees one result at a time
         self.go_on = True  # False once on_result said to stop
         self._waiting = {resource: [s for s in steps if s.resource == resource] for resource in slots}
-        self._results: dict[str, StepResult] = {}
+        self._results: dict[str, StepResult] = dict(given)  # `given`: steps done before, for their dependents
         self._stopping = False
         self._error: Optional[BaseException] = None
         self._changed = threading.Condition()
@@ -56,8 +56,8 @@ class HeadStart:
         self._join()
 
     def stop(self) -> dict[str, StepResult]:
-        """No step starts from now on; the results of every step run (each already given to on_result), by
-        step key, once the steps under way have finished."""
+        """No step starts from now on; the results of every step run (each already given to on_result) and
+        of the steps given, by step key, once the steps under way have finished."""
         with self._changed:
             self._stopping = True
             self._changed.notify_all()

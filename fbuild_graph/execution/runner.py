@@ -39,18 +39,15 @@ LOCAL_CLUSTER_CONFIG = {
 
 
 @contextlib.contextmanager
-def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = None):
-    """A connected distributed Client: to `scheduler` if given, else to a fresh in-process cluster."""
-    import dask
-    from distributed import Client, Scheduler, SpecCluster, Worker
-
-    # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    # A task that raises becomes its sketch's or unit's error line (collect.py); the worker's own report of
-    # it is that line again, with a traceback.
-    logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = None,
+            kept: Optional["LocalClusters"] = None):
+    """A connected distributed Client: to `scheduler` if given, else to a fresh in-process cluster, or to
+    the one `kept` holds for these limits (the build service's, left running for the next build)."""
+    _quiet_logs()
     if scheduler:
         check_address(scheduler, "--scheduler")
+        from distributed import Client
+
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
@@ -61,6 +58,36 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         finally:
             client.close()
         return
+    if kept is not None:
+        try:
+            yield kept.client(framework_jobs, sketch_jobs)
+        finally:
+            kill_running()
+        return
+    spec, client = _local(framework_jobs, sketch_jobs)
+    try:
+        yield client
+    finally:
+        kill_running()
+        client.close()
+        spec.close()
+
+
+def _quiet_logs() -> None:
+    import distributed  # noqa: F401  (its import sets its loggers' levels: ours come after)
+
+    # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    # A task that raises becomes its sketch's or unit's error line (collect.py); the worker's own report of
+    # it is that line again, with a traceback.
+    logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+
+
+def _local(framework_jobs: int, sketch_jobs: int):
+    """A new in-process cluster, one worker per resource class, and a client of it."""
+    import dask
+    from distributed import Client, Scheduler, SpecCluster, Worker
+
     dask.config.set(LOCAL_CLUSTER_CONFIG)
     # The in-process transport: messages between client, scheduler and workers are not serialized.
     workers = {
@@ -71,13 +98,37 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
     spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0",
                                                                  "protocol": "inproc"}},
                        workers=workers, asynchronous=False, name="fbuild-graph")
-    client = Client(spec)
-    try:
-        yield client
-    finally:
-        kill_running()
-        client.close()
-        spec.close()
+    return spec, Client(spec)
+
+
+class LocalClusters:
+    """In-process clusters kept between builds by the build service, one per (framework_jobs, sketch_jobs):
+    a build reuses the one of its limits and leaves it running. Nothing of one build's tasks reaches the
+    next: every task key carries its run's id, and a build releases its futures (see `run`)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[int, int], tuple] = {}
+
+    def client(self, framework_jobs: int, sketch_jobs: int):
+        key = (framework_jobs, sketch_jobs)
+        held = self._held.get(key)
+        if held is not None and held[1].status != "running":  # closed under us: start another
+            self._close(*held)
+            held = None
+        if held is None:
+            held = self._held[key] = _local(framework_jobs, sketch_jobs)
+        return held[1]
+
+    def close(self) -> None:
+        for held in self._held.values():
+            self._close(*held)
+        self._held.clear()
+
+    @staticmethod
+    def _close(spec, client) -> None:
+        with contextlib.suppress(Exception):
+            client.close()
+            spec.close()
 
 
 def check_address(address: str, option: str) -> None:

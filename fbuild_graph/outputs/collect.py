@@ -11,6 +11,7 @@ import os
 import shutil
 from typing import Callable, Optional, Sequence
 
+from fbuild_graph import fileio
 from fbuild_graph.arduino import recipes
 from fbuild_graph.outputs import results
 from fbuild_graph.execution import transfer
@@ -84,7 +85,7 @@ class Collector:
         log = layout.sketch_log(sk.id)
         header = _log_header(target, self.tally)
         ended = f"# {done.status}: {done.error}\n" if done.ended_early else f"# error: {done.error}\n" if done.error else ""
-        results.write_atomic(log, results.format_log(done.records, header) + ended)
+        fileio.write_if_changed(log, results.format_log(done.records, header) + ended)
         self._record(target, SketchResult(
             sketch=sk.name, id=sk.id, path=sk.path, status=done.status, seconds=done.seconds,
             out_dir=layout.sketch_dir(sk.id), log=log, flash=done.size and done.size.flash,

@@ -70,8 +70,10 @@ class Live:
         self.progress.stop()
 
 
-def view(json: bool, quiet: bool, total: Optional[int] = None, stream: TextIO = sys.stdout):
-    """The view for how we were started: lines when stdout is not a terminal (or holds --json), live on one."""
+def view(json: bool, quiet: bool, total: Optional[int] = None, stream: Optional[TextIO] = None):
+    """The view for how we were started: lines when stdout is not a terminal (or holds --json), live on one.
+    `stream` defaults to sys.stdout as it is now (the build service replaces it for each build)."""
+    stream = stream or sys.stdout
     if quiet:
         return Quiet()
     if json:
