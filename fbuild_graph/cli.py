@@ -371,7 +371,7 @@ def run() -> None:
     --daemon), only with this module's imports already paid for."""
     from fbuild_graph import launch
 
-    launch.run()
+    launch.run(_STARTED)
 
 
 def run_here(started: Optional[float] = None) -> None:

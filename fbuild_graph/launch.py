@@ -20,17 +20,18 @@ import sys  # noqa: E402
 from fbuild_graph.service import client  # noqa: E402
 
 
-def run() -> None:
+def run(started: float = _STARTED) -> None:
+    """`started`: when the process began (an entry that imported more first passes its own start)."""
     argv = sys.argv[1:]
     if client.wanted(argv, os.environ):
-        code = client.build(argv, _STARTED)
+        code = client.build(argv, started)
         if code is not None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
     from fbuild_graph import cli
 
-    cli.run_here(_STARTED)
+    cli.run_here(started)
 
 
 def serve(folder: str, key: str) -> None:
