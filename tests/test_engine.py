@@ -232,26 +232,14 @@ def test_a_killed_tool_cancels_its_sketch(tmp_path):
     assert _by_id(collector)["s"].status == "cancelled"
 
 
-def test_the_scheduler_holds_both_limits_with_real_dask(tmp_path):
-    layout, sketches, dag = _world(tmp_path, {f"L{i}": f"l{i}.cpp" for i in range(4)},
-                                   {f"s{i}": [f"L{i % 4}"] for i in range(8)})
-    steps = plan.steps(dag, 1, 2)
-    fake = FakeCommandRunner(seconds=0.05)
-    collector = Collector(_targets(sketches, layout), steps, Quiet())
-    with runner.cluster(1, 2) as client:
-        runner.run(client, steps, collector.on_result, None, commands=fake)
-    assert {r.status for r in collector.results.values()} == {"ok"}
-    assert fake.most == {FRAMEWORK: 1, SKETCH: 2}
-
-
-def test_batched_steps_keep_each_sketch_its_own_outcome_and_the_limits(tmp_path):
+def test_the_scheduler_holds_both_limits_and_batched_steps_keep_their_own_outcome(tmp_path):
     # 40 sketches on 2 slots: the first tasks take several sketches each (runner.batch_size).
-    sketches = {f"s{i:02}": [] for i in range(40)}
-    layout, found, dag = _world(tmp_path, {}, sketches)
+    layout, found, dag = _world(tmp_path, {f"L{i}": f"l{i}.cpp" for i in range(4)},
+                                {f"s{i:02}": [f"L{i % 4}"] for i in range(40)})
     steps = plan.steps(dag, 1, 2)
     assert runner.batch_size(len(steps), 2) > 1
     fake = FakeCommandRunner(fail={"s07.ino": "s07/s07.ino:1:1: error: nope", "s30.ino": "s30/s30.ino:2:1: error: nope"},
-                             seconds=0.002)
+                             seconds=0.01)
     collector = Collector(_targets(found, layout), steps, Quiet())
     with runner.cluster(1, 2) as client:
         runner.run(client, steps, collector.on_result, None, commands=fake)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib
 import logging
 import threading
 from typing import Callable, Mapping, Optional, Sequence
@@ -74,7 +75,7 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
 
 
 def _quiet_logs() -> None:
-    import distributed  # noqa: F401  (its import sets its loggers' levels: ours come after)
+    importlib.import_module("distributed")  # its import sets its loggers' levels: ours must come after
 
     # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
     logging.getLogger("distributed").setLevel(logging.WARNING)
