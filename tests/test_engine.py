@@ -58,7 +58,8 @@ class FakeCommandRunner:
             self.running[action.resource] += 1
             self.most[action.resource] = max(self.most[action.resource], self.running[action.resource])
         try:
-            time.sleep(self.seconds)
+            if self.seconds:  # sleep(0) still yields the processor: ~0.3 ms a call on a virtual machine
+                time.sleep(self.seconds)
             failing = next((message for name, message in self.fail.items()
                             if any(name in word for word in action.argv)), None)
             if failing:
