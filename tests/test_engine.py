@@ -250,8 +250,10 @@ def test_the_scheduler_holds_both_limits_and_batched_steps_keep_their_own_outcom
     assert len(fake.commands) == len(set(fake.commands)) and fake.most == {FRAMEWORK: 1, SKETCH: 2}
 
 
-@pytest.mark.parametrize("queued,slots,size", [(1000, 2, runner.MAX_BATCH), (16, 2, 2), (7, 2, 1), (0, 4, 1)])
+@pytest.mark.parametrize("queued,slots,size", [(100_000, 2, runner.MAX_LONG_BATCH), (2000, 2, 31), (300, 2, runner.MAX_BATCH),
+                                               (16, 2, 2), (7, 2, 1), (0, 4, 1)])
 def test_tasks_take_fewer_steps_as_the_queue_empties(queued, slots, size):
+    # Many steps a task on a queue of thousands, as many as a real build's hundreds took, single at the tail.
     assert runner.batch_size(queued, slots) == size
 
 
