@@ -24,15 +24,15 @@ NOT_READ_DIRS = (".git", "examples", "extras", ".fbuild-graph")
 
 
 def write_atomic(path: str, data: Union[str, bytes]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
     try:
-        if isinstance(data, bytes):
-            with open(tmp, "wb") as f:
-                f.write(data)
-        else:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(data)
+        try:
+            f = _create(tmp, data)
+        except FileNotFoundError:  # the folder is made only when missing: a build writes thousands of files
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            f = _create(tmp, data)
+        with f:
+            f.write(data)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -40,6 +40,10 @@ def write_atomic(path: str, data: Union[str, bytes]) -> None:
         if exc.filename is None:  # a failed write (a full disk) names no file: name the one being written
             raise OSError(exc.errno, exc.strerror, path) from exc
         raise
+
+
+def _create(path: str, data: Union[str, bytes]):
+    return open(path, "wb") if isinstance(data, bytes) else open(path, "w", encoding="utf-8")
 
 
 def write_if_changed(path: str, text: str) -> None:
