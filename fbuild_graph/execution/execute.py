@@ -163,9 +163,10 @@ def answer(step: Step) -> Optional[StepResult]:
     records = []
     for action in step.actions:
         start = time.time()
-        if not signature.up_to_date(action, action.command_line):
+        command = action.command_line
+        if not signature.up_to_date(action, command):
             return None
-        records.append(_up_to_date(action, start))
+        records.append(_up_to_date(action, start, command))
     return _local_result(step, records)
 
 
@@ -174,7 +175,7 @@ def run_action(action: Action, store: Optional[Cache] = None,
     command = action.command_line
     start = time.time()
     if signature.up_to_date(action, command):
-        return _up_to_date(action, start)
+        return _up_to_date(action, start, command)
     signature.forget(action)
     outputs = (*action.outputs, *([action.stdout_path] if action.stdout_path else []))
     for path in (*outputs, signature.depfile(action)):  # a depfile left by an earlier run never passes for this one's
@@ -186,7 +187,8 @@ def run_action(action: Action, store: Optional[Cache] = None,
     if key and store.get(ACTIONS, key, action.cwd):
         output = _stdout(action) or signature.recorded_output(action)  # the entry holds what its tool said
         signature.record(action, command)
-        return _record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0, output=output)
+        return _record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0, output=output,
+                       command=command)
     if action.preprocessing:
         returncode, output = _preprocess(action.preprocessing)
     else:
@@ -202,12 +204,13 @@ def run_action(action: Action, store: Optional[Cache] = None,
             # Stored off the step's slot: the next action of the sketch need not wait for the copy. The
             # digests taken now are what the copy must match (Cache.put), as the stage-1 cache does.
             _STORING.submit(store.put, ACTIONS, key, files, {rel: fileio.digest(p) for rel, p in files.items()})
-    return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output)
+    return _record(action, status, start=start, stop=time.time(), returncode=returncode, output=output,
+                   command=command)
 
 
-def _up_to_date(action: Action, start: float) -> ActionRecord:
+def _up_to_date(action: Action, start: float, command: str) -> ActionRecord:
     return _record(action, ActionStatus.UP_TO_DATE, start=start, stop=time.time(), returncode=0,
-                   output=_stdout(action) or signature.recorded_output(action))
+                   output=_stdout(action) or signature.recorded_output(action), command=command)
 
 
 def finish_storing() -> None:
@@ -268,10 +271,10 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _record(action: Action, status: str, *, start: float = 0.0, stop: float = 0.0,
-            returncode: Optional[int] = None, output: str = "") -> ActionRecord:
+            returncode: Optional[int] = None, output: str = "", command: Optional[str] = None) -> ActionRecord:
     return ActionRecord(key=action.key, kind=action.kind, owner=action.owner, resource=action.resource, status=status,
                         worker=_worker_name(), start=start, stop=stop, returncode=returncode,
-                        command=action.command_line, output=output)
+                        command=action.command_line if command is None else command, output=output)
 
 
 def _worker_name() -> str:
