@@ -157,8 +157,10 @@ class Outcome:
     slots: dict[str, int]
 
 
-# In the output folder: what a build learnt of its tools, for the next one (see tools.Tools).
+# In the output folder: what a build learnt of its tools, for the next one (see tools.Tools), and the
+# toolchain probes' answers (see memo.Stamped).
 TOOLS_MEMO = "tools.cache"
+PROBES_MEMO = "probes.cache"
 
 
 def default_cache_dir() -> str:
@@ -228,21 +230,28 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
     `/`, so paths stay absolute and only builds in the same place share entries). `memo` keeps the
     toolchain probes' answers between builds of the build service."""
     clock = clock or PhaseClock(time.time())
-    memo = memo or Stamped(keep=False)
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
     exclusions = tuple(targets.Exclusion.parse(text) for text in config.excludes)
     start = time.time()
     found, skipped = sketches.search(config.sketches)
-    resolved, spans, notes = [], [], []
+    resolved, spans, said = [], [], []
     for name in config.boards:
-        board, said = _resolve_board(name, dirs, config.build_properties, config.warnings, memo)
+        board, its_notes = _resolve_board(name, dirs, config.build_properties, config.warnings)
         resolved.append(board)
-        notes += said
+        said.append(its_notes)
         spans.append((start, time.time()))
         start = time.time()
     ids = targets.board_ids(resolved)
     several = len(resolved) > 1
     top = os.path.abspath(config.out or os.path.join(".fbuild-graph", "+".join(ids)))
+    # The toolchain's quirks, once the output folder that keeps the probes' answers is known.
+    memo = memo or Stamped.in_file(os.path.join(top, PROBES_MEMO))
+    notes: list[str] = []
+    for i, board in enumerate(resolved):
+        start = time.time()
+        resolved[i], its_notes = _work_around(board, memo)
+        notes += said[i] + its_notes
+        spans[i] = (spans[i][0], spans[i][1] + time.time() - start)
     # The sketchbook's libraries come after the ones named, as arduino-cli ranks them below --library.
     library_dirs = (*map(os.path.abspath, config.library_dirs),
                     *([dirs.sketchbook_libraries] if os.path.isdir(dirs.sketchbook_libraries) else []))
@@ -311,16 +320,21 @@ def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]])
 
 
 def _resolve_board(name: str, dirs: installs.Directories, build_properties: Mapping[str, str],
-                   warnings: str, memo: Stamped) -> tuple[Board, list[str]]:
+                   warnings: str) -> tuple[Board, list[str]]:
     """A board with every property known, its warning flags those of `warnings` (as arduino-cli sets them,
-    unless --build-property sets them itself), its toolchain checked and the toolchain's quirks worked
-    around; and what there is to say about it."""
+    unless --build-property sets them itself) and its toolchain checked; and what there is to say about it."""
     notes: list[str] = []
     board = boards.resolve(name, dirs, build_properties, say=notes.append)
     level = f"compiler.warning_flags.{warnings}"
     if level in board.properties and "compiler.warning_flags" not in build_properties:
         board = evolve(board, properties={**board.properties, "compiler.warning_flags": board.properties[level]})
     toolchain.check(board.properties)
+    return board, notes
+
+
+def _work_around(board: Board, memo: Stamped) -> tuple[Board, list[str]]:
+    """The board with its toolchain's quirks worked around, and what there is to say about it."""
+    notes: list[str] = []
     fix = _probed(memo, "decimal_dig", board.properties, toolchain.decimal_dig_fix)
     if fix:
         props = dict(board.properties)

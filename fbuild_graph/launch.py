@@ -41,7 +41,7 @@ def serve(folder: str, key: str) -> None:
     from fbuild_graph import cli
     from fbuild_graph.build import Warm
     from fbuild_graph.service import place
-    from fbuild_graph.service.server import Service, idle_seconds
+    from fbuild_graph.service.server import Service, idle_seconds, settle
 
     own = place.key()
     if own != key:
@@ -49,6 +49,7 @@ def serve(folder: str, key: str) -> None:
               file=sys.stderr, flush=True)
         os._exit(1)
     importlib.import_module("distributed")  # now, while stderr is the log: its log handlers keep the stream they find
+    settle()
 
     warm = Warm()
     try:

@@ -43,6 +43,11 @@ def test_a_second_build_with_nothing_changed_runs_no_tool(workspace):
     assert ran(second) == set()
     assert {row["status"] for row in second.values()} == {"up-to-date", "cached"}  # stage 1 from the cache
     assert {p: p.read_bytes() for p in workspace[2].glob("sketches/*/firmware.hex")} == hexes
+    # What each sketch's result says is the same (an up-to-date action took no time), so the file is left as it is.
+    said = {p: (p.stat().st_ino, p.read_text()) for p in workspace[2].glob("sketches/*/result.json")}
+    build(workspace)
+    assert {p: (p.stat().st_ino, p.read_text()) for p in workspace[2].glob("sketches/*/result.json")} == said
+    assert all('"seconds": 0.0,' in text for _, text in said.values())
 
 
 def test_editing_one_sketch_rebuilds_only_that_sketch(workspace):

@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import needs_toolchain, read_tsv, run_cli
 
 from fbuild_graph.caches import tools
+from fbuild_graph.memo import Stamped
 from fbuild_graph.model import Action
 
 HEX = Path("sketches") / "blink_cfg" / "firmware.hex"
@@ -154,3 +155,29 @@ def test_the_tools_memo_holds_only_while_the_files_it_names_are_unchanged(tmp_pa
         assert tools.Tools(memo).identity(action) == before
     objcopy.write_text("#!/bin/sh\necho two\n")  # the same size
     assert tools.Tools(memo).identity(action) != before
+
+
+def test_a_probe_kept_in_the_output_folder_holds_only_while_its_program_is_unchanged(tmp_path):
+    """A build in a process of its own takes the toolchain probes' answers the last one kept (memo.Stamped in
+    a file), until the program they came from is rewritten or replaced."""
+    program = tmp_path / "avr-g++"
+    program.write_text("#!/bin/sh\necho one\n")
+    kept = str(tmp_path / "probes.cache")
+    runs = []
+
+    def probe():
+        runs.append(1)
+        return ("/usr/lib/avr/include", f"answer {len(runs)}")
+
+    first = Stamped.in_file(kept)
+    assert first.get(("dirs", str(program)), [str(program)], probe) == ("/usr/lib/avr/include", "answer 1")
+    first.save()
+    again = Stamped.in_file(kept)
+    assert again.get(("dirs", str(program)), [str(program)], probe) == ("/usr/lib/avr/include", "answer 1")
+    assert len(runs) == 1 and again.reused == 1
+    (tmp_path / "new").write_text("#!/bin/sh\necho two\n")  # the same size, another file (an upgrade)
+    os.replace(tmp_path / "new", program)
+    assert Stamped.in_file(kept).get(("dirs", str(program)), [str(program)], probe) == ("/usr/lib/avr/include",
+                                                                                          "answer 2")
+    (tmp_path / "probes.cache").write_text("[[not json")
+    assert Stamped.in_file(kept).get(("dirs", str(program)), [str(program)], probe)[1] == "answer 3"

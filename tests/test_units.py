@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import attrs
 import networkx as nx
 import pytest
 
@@ -15,6 +16,8 @@ from fbuild_graph.planning import plan
 from fbuild_graph.arduino import properties
 from fbuild_graph.arduino import sketch
 from fbuild_graph.errors import FbuildError
+from fbuild_graph.model import SketchResult, SketchStatus
+from fbuild_graph.outputs import results
 from fbuild_graph.planning.export import to_ninja
 from fbuild_graph.planning.layout import Layout
 
@@ -326,3 +329,18 @@ def test_an_owner_is_read_back_whatever_its_name_holds():
     owner = Owner.library("Vendor:Lib")  # `name=` is data: a colon in it must not split it
     assert str(owner) == "lib:Vendor:Lib" and Owner.parse(str(owner)) == owner
     assert Owner.parse("core").kind == OwnerKind.CORE
+
+
+# outputs ------------------------------------------------------------------------------------------------
+
+def test_a_result_json_is_rewritten_only_when_what_it_says_changed(tmp_path):
+    """A build with nothing to do leaves each sketch's result.json as it was (the same file, not a copy)."""
+    result = SketchResult(sketch="Blink", id="Blink", path="/s/Blink", status=SketchStatus.OK, seconds=0.0,
+                          out_dir=str(tmp_path), log="", flash=930, flash_max=32256)
+    results.write_sketch(str(tmp_path), result)
+    written = (tmp_path / "result.json").stat()
+    results.write_sketch(str(tmp_path), result)
+    assert (tmp_path / "result.json").stat().st_ino == written.st_ino
+    results.write_sketch(str(tmp_path), attrs.evolve(result, flash=932))
+    assert (tmp_path / "result.json").stat().st_ino != written.st_ino
+    assert '"flash": 932' in (tmp_path / "result.json").read_text()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 from fbuild_graph.errors import FbuildError
 
@@ -143,14 +143,25 @@ def expand_command(pattern: str, props: Mapping[str, str], data: Mapping[str, Va
     words, as arduino-cli splits it); `data` holds the values that name files, each substituted into
     its own word after splitting, whatever its characters. A list value must stand alone in its word
     (`{includes}`, `"{object_files}"`) and gives one word per item."""
-    slots = {key: f"\x00{key}\x00" for key in data}
+    return fill(command_words(pattern, props, data, what=what), data, what=what)
+
+
+def command_words(pattern: str, props: Mapping[str, str], keys: Iterable[str], *, what: str) -> list[str]:
+    """The recipe's words with every data key (`keys`) left as a slot: what expand_command works out from the
+    platform's text alone, the same for every file a recipe is run on."""
+    slots = {key: f"\x00{key}\x00" for key in keys}
+    return split_command(expand(pattern, {**props, **slots}, what=what))
+
+
+def fill(words: Sequence[str], data: Mapping[str, Value], *, what: str) -> list[str]:
+    """command_words' slots filled with `data`: each value inside its own word."""
     argv: list[str] = []
-    for word in split_command(expand(pattern, {**props, **slots}, what=what)):
+    for word in words:
         if "\x00" not in word:  # most words are the platform's flags
             argv.append(word)
             continue
         keys = _SLOT.findall(word)
-        if len(keys) == 1 and word == slots[keys[0]] and not isinstance(data[keys[0]], str):
+        if len(keys) == 1 and word == f"\x00{keys[0]}\x00" and not isinstance(data[keys[0]], str):
             argv.extend(data[keys[0]])
             continue
         listed = [key for key in keys if not isinstance(data[key], str)]

@@ -22,11 +22,55 @@ PROJECT_NAME = "firmware"
 _RECIPE_BY_EXTENSION = {".c": "recipe.c.o.pattern", ".cpp": "recipe.cpp.o.pattern", ".S": "recipe.S.o.pattern"}
 
 
+class Recipes(Mapping[str, str]):
+    """A board's properties as its recipes read them: a copy no one changes, so each recipe's words (the
+    platform's text expanded, the data keys left as slots) and each `recipe_keys` answer are worked out once
+    and only the files differ from one command to the next. Planning makes one per board and build."""
+
+    def __init__(self, props: Mapping[str, str]) -> None:
+        self._props = dict(props)
+        self._paths = {key: self._props[key] for key in RUNTIME_PATHS if key in self._props}
+        self._words: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._keys: dict[tuple[str, str], list[str]] = {}
+
+    @classmethod
+    def of(cls, props: Mapping[str, str]) -> "Recipes":
+        return props if isinstance(props, Recipes) else cls(props)
+
+    def __getitem__(self, key: str) -> str:
+        return self._props[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._props
+
+    def __iter__(self):
+        return iter(self._props)
+
+    def __len__(self) -> int:
+        return len(self._props)
+
+    def argv(self, recipe: str, data: Mapping[str, properties.Value]) -> tuple[str, ...]:
+        if recipe not in self._props:
+            raise FbuildError(f"the platform defines no {recipe}; this core cannot be built by fbuild-graph")
+        data = {**self._paths, **data}
+        shape = (recipe, tuple(sorted(data)))
+        words = self._words.get(shape)
+        if words is None:
+            words = self._words[shape] = properties.command_words(self._props[recipe], self._props, data, what=recipe)
+        return tuple(properties.fill(words, data, what=recipe))
+
+    def keys_of(self, prefix: str, suffix: str) -> list[str]:
+        """See recipe_keys."""
+        shape = (prefix, suffix)
+        if shape not in self._keys:
+            props = self._props
+            keys = sorted(k for k in props if k.startswith(prefix + ".") and k.endswith(suffix) and props[k])
+            self._keys[shape] = keys or ([prefix + suffix] if props.get(prefix + suffix) else [])
+        return list(self._keys[shape])
+
+
 def _argv(props: Mapping[str, str], recipe: str, data: Mapping[str, properties.Value]) -> tuple[str, ...]:
-    if recipe not in props:
-        raise FbuildError(f"the platform defines no {recipe}; this core cannot be built by fbuild-graph")
-    paths = {key: props[key] for key in RUNTIME_PATHS if key in props}
-    return tuple(properties.expand_command(props[recipe], props, {**paths, **data}, what=recipe))
+    return Recipes.of(props).argv(recipe, data)
 
 
 def compile_argv(props: Mapping[str, str], source: str, obj: str, include_dirs: Sequence[str]) -> tuple[str, ...]:
@@ -104,8 +148,7 @@ def link_argv(props: Mapping[str, str], build_path: str, objects: Sequence[str],
 def recipe_keys(props: Mapping[str, str], prefix: str, suffix: str = ".pattern") -> list[str]:
     """The non-empty keys `PREFIX.*SUFFIX` in order, else `PREFIX SUFFIX` itself: arduino-cli's findRecipes,
     which decides which hooks and objcopy recipes run, and in what order."""
-    keys = sorted(k for k in props if k.startswith(prefix + ".") and k.endswith(suffix) and props[k])
-    return keys or ([prefix + suffix] if props.get(prefix + suffix) else [])
+    return Recipes.of(props).keys_of(prefix, suffix)
 
 
 def objcopy_names(props: Mapping[str, str]) -> list[str]:

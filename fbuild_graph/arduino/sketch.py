@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Iterable, Sequence
 
 from attrs import evolve
@@ -32,62 +31,82 @@ def find(args: Sequence[str]) -> list[Sketch]:
 
 def search(args: Sequence[str]) -> tuple[list[Sketch], list[str]]:
     """Sketch folders, `.ino` files or folders searched recursively -> sketches with unique ids, and the
-    main `.ino` paths passed over because they are not regular files (a FIFO `X/X.ino` is no sketch)."""
-    found: dict[str, Path] = {}
+    main `.ino` paths passed over because they are not regular files (a FIFO `X/X.ino` is no sketch).
+    Sketches are named by their real paths; the folders are resolved once each, not file by file."""
+    found: dict[str, None] = {}
     skipped: list[str] = []
     for arg in args:
-        path = Path(arg)
-        if not path.exists():
+        if not os.path.exists(arg):
             raise FbuildError(f"sketch path {arg} does not exist")
-        for main in _mains(path, skipped):
-            found.setdefault(str(main.resolve()), main.resolve())
-    return with_ids([load(main) for main in found.values()]), skipped
+        for main in _mains(arg, skipped):
+            found.setdefault(main)
+    return with_ids([load(main) for main in found]), skipped
 
 
-def _mains(path: Path, skipped: list[str]) -> list[Path]:
-    if not path.is_dir():
-        if path.suffix not in SKETCH_EXTENSIONS or not path.is_file():
+def _mains(path: str, skipped: list[str]) -> list[str]:
+    """The real paths of the main `.ino` files `path` names or holds."""
+    if not os.path.isdir(path):
+        if os.path.splitext(path)[1] not in SKETCH_EXTENSIONS or not fileio.is_regular(path):
             raise FbuildError(f"{path} is not a sketch: pass a sketch folder, a .ino file (a regular file) or a "
                               "folder of sketches")
-        return [path]
-    for own in _main_names(path.resolve()):
-        if own.is_file():
-            return [own]
+        return [os.path.realpath(path)]
+    real = os.path.realpath(path)
+    for own in _main_names(real):
+        if fileio.is_regular(own):
+            return [os.path.realpath(own)]
         if os.path.lexists(own):
             raise FbuildError(f"{own} is not a regular file (a FIFO, socket, device or dangling link): a sketch's "
                               ".ino must be a file")
-    mains = []
-    for folder, dirs, files in fileio.walk(str(path)):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        for main in _main_names(Path(folder)):
-            if main.name in files:
-                mains.append(main)
-                dirs[:] = []  # a sketch's own subfolders (src/) hold no other sketches
-                break
-            if os.path.lexists(main):
-                skipped.append(str(main))
+    mains: list[str] = []
+    _walk_mains(path, real, mains, skipped)
     if not mains:
-        inos = sorted(path.glob("*.ino"))
-        hint = f" ({inos[0].name} should be named {path.resolve().name}.ino)" if inos else ""
+        inos = sorted(name for name in os.listdir(path) if name.endswith(".ino") and not name.startswith("."))
+        hint = f" ({inos[0]} should be named {os.path.basename(real)}.ino)" if inos else ""
         raise FbuildError(f"no sketch found in {path}{hint}: a sketch is a folder X/ holding X.ino")
     return mains
 
 
-def _main_names(folder: Path) -> list[Path]:
-    return [folder / f"{folder.name}{ext}" for ext in SKETCH_EXTENSIONS]
+def _walk_mains(shown: str, real: str, mains: list[str], skipped: list[str]) -> None:
+    """Below a folder (`shown` as the user named it, `real` its real path), in sorted order: a folder holding
+    its main `.ino` is a sketch and its subfolders hold no other; hidden and build folders are not entered,
+    nor are links to folders (as os.walk). A main `.ino` that is not a regular file is `skipped` (by the
+    path as the user named it)."""
+    with os.scandir(real) as listing:
+        entries = {entry.name: entry for entry in listing}
+    name = os.path.basename(real)
+    for ext in SKETCH_EXTENSIONS:
+        entry = entries.get(name + ext)
+        if entry is None:
+            continue
+        if entry.is_file():
+            mains.append(os.path.realpath(entry.path) if entry.is_symlink() else entry.path)
+            return
+        skipped.append(os.path.join(shown, entry.name))
+    for sub in sorted(n for n, e in entries.items()
+                      if not n.startswith(".") and n not in _SKIPPED_DIRS and e.is_dir(follow_symlinks=False)):
+        _walk_mains(os.path.join(shown, sub), os.path.join(real, sub), mains, skipped)
 
 
-def load(main: Path) -> Sketch:
-    folder = main.parent
-    others = sorted(p.name for p in folder.iterdir() if p.suffix in SKETCH_EXTENSIONS and p.name != main.name
-                    and fileio.is_regular(str(p)))
-    files = tuple(_walk_files(folder))
+def _main_names(folder: str) -> list[str]:
+    name = os.path.basename(folder)
+    return [os.path.join(folder, f"{name}{ext}") for ext in SKETCH_EXTENSIONS]
+
+
+def load(main: str) -> Sketch:
+    """The sketch whose main `.ino` is `main` (a real path)."""
+    folder, main_name = os.path.split(str(main))
+    with os.scandir(folder) as listing:
+        regular = sorted(entry.name for entry in listing if entry.is_file())
+    others = [name for name in regular if os.path.splitext(name)[1] in SKETCH_EXTENSIONS and name != main_name]
+    files = (*(name for name in regular if name.endswith(SOURCE_EXTENSIONS + HEADER_EXTENSIONS)),
+             *_src_files(folder))
     sources = tuple(compile_order(f for f in files if f.endswith(SOURCE_EXTENSIONS)))
+    stem = os.path.splitext(main_name)[0]
     return Sketch(
-        id=main.stem,
-        name=main.stem,
-        path=str(folder),
-        inos=(str(main), *(str(folder / name) for name in others)),
+        id=stem,
+        name=stem,
+        path=folder,
+        inos=(str(main), *(os.path.join(folder, name) for name in others)),
         files=files,
         sources=sources,
     )
@@ -101,18 +120,16 @@ def with_ids(sketches: Iterable[Sketch]) -> list[Sketch]:
     return [evolve(s, id=folder_name(s.name, s.path if counts[s.name] > 1 else None)) for s in sketches]
 
 
-def _walk_files(folder: Path) -> Iterable[str]:
-    """Files the IDE copies beside the merged sketch: the root's sources and headers, and all of `src/`."""
-    for entry in sorted(os.listdir(folder)):
-        if (folder / entry).is_file() and entry.endswith(SOURCE_EXTENSIONS + HEADER_EXTENSIONS):
-            yield entry
-    src = folder / "src"
-    if src.is_dir():
-        for root, dirs, files in fileio.walk(str(src)):
+def _src_files(folder: str) -> Iterable[str]:
+    """Everything under the sketch's `src/` the IDE copies beside the merged sketch (its sources and headers),
+    relative to the sketch's folder."""
+    src = os.path.join(folder, "src")
+    if os.path.isdir(src):
+        for root, dirs, files in fileio.walk(src):
             dirs.sort()
             for name in sorted(files):
                 if name.endswith(SOURCE_EXTENSIONS + HEADER_EXTENSIONS):
-                    yield str((Path(root) / name).relative_to(folder))
+                    yield os.path.relpath(os.path.join(root, name), folder)
 
 
 def compile_order(paths: Iterable[str]) -> list[str]:
@@ -123,7 +140,7 @@ def compile_order(paths: Iterable[str]) -> list[str]:
     def key(path: str) -> tuple:
         folder, name = os.path.split(path)
         rank = next(i for i, ext in enumerate(SOURCE_EXTENSIONS) if name.endswith(ext))
-        return (tuple(Path(folder).parts), rank, name)
+        return (_parts(folder), rank, name)
 
     return sorted(paths, key=key)
 
@@ -131,3 +148,9 @@ def compile_order(paths: Iterable[str]) -> list[str]:
 def merged_name(sketch_name: str) -> str:
     """The merged sketch source, named as arduino-builder names it."""
     return f"{sketch_name}.ino.cpp"
+
+
+def _parts(folder: str) -> tuple[str, ...]:
+    """PurePosixPath(folder).parts, without building the path object: a build sorts thousands of these."""
+    root = "//" if folder.startswith("//") and not folder.startswith("///") else "/" if folder.startswith("/") else ""
+    return (*((root,) if root else ()), *(part for part in folder.split("/") if part and part != "."))

@@ -46,20 +46,23 @@ class Tools:
 
     def __init__(self, memo: Optional[str] = None, stamped: Optional[Stamped] = None) -> None:
         self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._identities: dict[tuple[str, ...], str] = {}  # by shape: its files and their digests hold for the build
         self._digests: dict[str, str] = {}
         self._headers: dict[str, str] = {}
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._memo = memo
-        self._stamped = stamped or Stamped(keep=False)  # the build service's, kept between its builds
+        self._stamped = stamped or Stamped(keep=False)  # the probes' answers: the build service's, or a file's
         self._known_shapes, self._known_digests = _load_memo(memo)
 
     def save(self) -> None:
-        """Keep what this build learnt for the next (by whoever holds the output folder's lock)."""
+        """Keep what this build learnt for the next (by whoever holds the output folder's lock), the probes'
+        answers too when they are kept in a file."""
+        self._stamped.save()
         if self._memo is None:
             return
         shapes = [[list(shape), {path: _stamp(path) for path in files}] for shape, files in self._shapes.items()]
         digests = [[path, _stamp(path), digest] for path, digest in self._digests.items()]
-        fileio.write_atomic(self._memo, json.dumps({"env": _driver_env(), "shapes": shapes, "digests": digests}))
+        fileio.write_if_changed(self._memo, json.dumps({"env": _driver_env(), "shapes": shapes, "digests": digests}))
 
     def identity(self, action: Action) -> str:
         """A digest of every file the action's tool reads besides its inputs ("" for the in-process
@@ -67,18 +70,20 @@ class Tools:
         if action.kind == Kind.PREPROCESS or not action.argv:
             return ""
         shape = _shape(action)
-        if shape not in self._shapes:
-            known = self._known_shapes.get(shape)
-            if known is not None and all(_stamp(path) == stamp for path, stamp in known.items()):
-                self._shapes[shape] = tuple(known)
-            else:
-                self._shapes[shape] = tuple(sorted(set(self._files(action))))
-        h = hashlib.sha256()
-        for path in self._shapes[shape]:
-            h.update(f"{path}\0{self._digest(path)}\0".encode())
-        if action.kind == Kind.COMPILE:
-            h.update(self.system_headers(action.argv[0]).encode())
-        return h.hexdigest()[:16]
+        if shape not in self._identities:
+            if shape not in self._shapes:
+                known = self._known_shapes.get(shape)
+                if known is not None and all(_stamp(path) == stamp for path, stamp in known.items()):
+                    self._shapes[shape] = tuple(known)
+                else:
+                    self._shapes[shape] = tuple(sorted(set(self._files(action))))
+            h = hashlib.sha256()
+            for path in self._shapes[shape]:
+                h.update(f"{path}\0{self._digest(path)}\0".encode())
+            if action.kind == Kind.COMPILE:
+                h.update(self.system_headers(action.argv[0]).encode())
+            self._identities[shape] = h.hexdigest()[:16]
+        return self._identities[shape]
 
     def system_dirs(self, compiler: str) -> tuple[str, ...]:
         if compiler not in self._dirs:
@@ -173,7 +178,8 @@ def _shape(action: Action) -> tuple[str, ...]:
     under = (action.cwd + os.sep) if action.cwd else None
     shape = [action.kind, action.argv[0]]
     for token in action.argv[1:]:
-        if os.path.normpath(token) in inputs:
+        # A flag is no input (a file named `-x` would only make a shape of its own: one more probe).
+        if token in inputs or (token[:1] != "-" and os.path.normpath(token) in inputs):
             shape.append("$IN" + os.path.splitext(token)[1])
         elif token.startswith(("-I", "-D")):
             continue

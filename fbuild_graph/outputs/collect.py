@@ -58,7 +58,7 @@ class Collector:
 
     def _unit_done(self, done: UnitDone) -> None:
         log = self.tally.log_of(done.owner)
-        results.write_atomic(log, results.format_log(done.records))
+        fileio.write_if_changed(log, results.format_log(done.records))
         self.view.stage1_done(done.owner, done.ok, sum(r.stop - r.start for r in done.records if r.start > 0), log)
         if done.ok:
             self.on_stage1_ok(done.owner)
@@ -66,7 +66,7 @@ class Collector:
     def add_cached(self, owner: str, records: Sequence[ActionRecord], origin: str) -> None:
         """A stage-1 unit taken from the cache: its actions show as cached; nothing of it runs."""
         self.tally.add_cached(owner, records)
-        results.write_atomic(self.tally.log_of(owner), f"# from the cache: {origin}\n" + results.format_log(records))
+        fileio.write_if_changed(self.tally.log_of(owner), f"# from the cache: {origin}\n" + results.format_log(records))
 
     def add_skipped(self) -> None:
         """The targets a board cannot build: a result saying why, and no firmware from an earlier build."""

@@ -16,7 +16,7 @@ import attrs
 import cattrs
 
 from fbuild_graph.errors import FbuildError
-from fbuild_graph.fileio import write_atomic
+from fbuild_graph.fileio import write_atomic, write_if_changed
 from fbuild_graph.model import ActionRecord, ActionStatus, BuildReport, Kind, Owner, OwnerKind, Phase, SketchResult, SketchStatus
 
 PHASE_COLUMNS = ("phase", "board", "start", "stop", "seconds", "cache_key", "cache")
@@ -57,7 +57,9 @@ def read_report(path: str, what: str = "results.json") -> BuildReport:
 
 
 def write_sketch(sketch_dir: str, result: SketchResult) -> None:
-    write_atomic(os.path.join(sketch_dir, "result.json"), to_json(result))
+    """Left as it is when it already says exactly this (a build with nothing to do: reading is cheaper than
+    replacing, and its time stays that of the build that last changed it)."""
+    write_if_changed(os.path.join(sketch_dir, "result.json"), to_json(result))
 
 
 def tsv(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

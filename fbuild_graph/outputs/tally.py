@@ -43,7 +43,10 @@ class SketchDone:
 
     @property
     def seconds(self) -> float:
-        return 0.0 if self.ended_early else round(sum(r.stop - r.start for r in self.records if r.start > 0), 3)
+        """The time its actions took this build; an up-to-date action took none (its check's few microseconds
+        would make an unchanged sketch's result.json differ from one build to the next)."""
+        return 0.0 if self.ended_early else round(sum((r.stop - r.start for r in self.records
+                                                       if r.start > 0 and r.status != ActionStatus.UP_TO_DATE), 0.0), 3)
 
 
 Finished = Union[UnitDone, SketchDone]

@@ -66,7 +66,7 @@ def board_actions(plan: BoardPlan, borrowed: Mapping[str, Sequence[str]] = {}) -
     """Every tool runs in the board's output folder. `borrowed` names the libraries another board compiles
     for this one, with the files its links name instead."""
     board, layout, discovery, precompiled = plan.board, plan.layout, plan.discovery, plan.precompiled
-    props = board.properties
+    props = recipes.Recipes.of(board.properties)  # each recipe's words worked out once for all its files
     core = core_dirs(props)
     stage1 = layout.stage1_dir
     core_pre, core_ready = hooks(props, "core.prebuild", stage1, (), CORE, FRAMEWORK, "core")

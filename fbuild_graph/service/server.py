@@ -12,6 +12,7 @@ compile-many.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -202,6 +203,8 @@ class Service:
         self.builds += 1
         self._log(f"build {self.builds}: {' '.join(hello.get('argv', []))} -> exit {code} in "
                   f"{time.time() - start:.3f} s")
+        settle()
+
 
     def _run(self, hello: dict, stopped: threading.Event) -> int:
         """The build, in this (the main) thread, interruptible while it runs and only then; none for a client
@@ -272,3 +275,13 @@ def _as_client(hello: dict, out: FrameStream, err: FrameStream):
         os.environ.clear()
         os.environ.update(env)
         os.umask(mask)
+
+
+def settle() -> None:
+    """Between builds, with the client answered: collect every cycle (frozen objects too), then freeze what
+    is left. The collector then walks only what the next build allocates, not the ~100k objects of the
+    imports and the cluster, which cost a build ~10 ms in full collections; nothing stays frozen past the
+    next call, so no cycle is kept for longer than one build."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
