@@ -24,7 +24,7 @@ import tempfile
 from typing import Iterable, Optional, Sequence
 
 from fbuild_graph import fileio
-from fbuild_graph.memo import Stamped
+from fbuild_graph.memo import Stamped, stamp
 from fbuild_graph.model import Action, Kind
 
 # Kinds whose argv[0] is the gcc driver, asked with -### what it runs.
@@ -60,8 +60,8 @@ class Tools:
         self._stamped.save()
         if self._memo is None:
             return
-        shapes = [[list(shape), {path: _stamp(path) for path in files}] for shape, files in self._shapes.items()]
-        digests = [[path, _stamp(path), digest] for path, digest in self._digests.items()]
+        shapes = [[list(shape), {path: stamp(path) for path in files}] for shape, files in self._shapes.items()]
+        digests = [[path, stamp(path), digest] for path, digest in self._digests.items()]
         fileio.write_if_changed(self._memo, json.dumps({"env": _driver_env(), "shapes": shapes, "digests": digests}))
 
     def identity(self, action: Action) -> str:
@@ -73,7 +73,7 @@ class Tools:
         if shape not in self._identities:
             if shape not in self._shapes:
                 known = self._known_shapes.get(shape)
-                if known is not None and all(_stamp(path) == stamp for path, stamp in known.items()):
+                if known is not None and all(stamp(path) == kept for path, kept in known.items()):
                     self._shapes[shape] = tuple(known)
                 else:
                     self._shapes[shape] = tuple(sorted(set(self._files(action))))
@@ -124,7 +124,7 @@ class Tools:
     def _digest(self, path: str) -> str:
         if path not in self._digests:
             known = self._known_digests.get(path)
-            if known is not None and known[0] == _stamp(path):
+            if known is not None and known[0] == stamp(path):
                 self._digests[path] = known[1]
             else:
                 try:
@@ -142,14 +142,6 @@ def _driver_env() -> list[Optional[str]]:
     return [os.environ.get(name) for name in _DRIVER_VARIABLES]
 
 
-def _stamp(path: str) -> Optional[list[int]]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
 def _load_memo(memo: Optional[str]) -> tuple[dict, dict]:
     """The shapes and digests an earlier build kept, when they were made in the same environment; a memo
     that cannot be read is no memo."""
@@ -158,10 +150,15 @@ def _load_memo(memo: Optional[str]) -> tuple[dict, dict]:
             data = json.load(f)
         if data["env"] != _driver_env():
             return {}, {}
-        shapes = {tuple(shape): {path: stamp for path, stamp in files.items()} for shape, files in data["shapes"]}
-        return shapes, {path: (stamp, digest) for path, stamp, digest in data["digests"]}
+        shapes = {tuple(shape): {path: _tupled(kept) for path, kept in files.items()} for shape, files in data["shapes"]}
+        return shapes, {path: (_tupled(kept), digest) for path, kept, digest in data["digests"]}
     except (TypeError, OSError, ValueError, KeyError):
         return {}, {}
+
+
+def _tupled(kept: Optional[list[int]]) -> Optional[tuple[int, ...]]:
+    """A kept stamp as memo.stamp gives it (JSON keeps it as a list)."""
+    return None if kept is None else tuple(kept)
 
 
 def resolve(program: str) -> Optional[str]:
