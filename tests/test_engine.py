@@ -279,6 +279,26 @@ def test_a_head_start_hands_over_to_the_cluster_without_running_a_step_twice(tmp
     assert {r.worker for result in finished.values() for r in result.records} <= {FRAMEWORK, SKETCH}
 
 
+def test_an_interrupted_head_start_reports_nothing_that_finishes_after_the_interruption(tmp_path):
+    layout, found, dag = _world(tmp_path, {}, {"s": []})
+    steps = plan.steps(dag, 1, 1)
+    started = threading.Event()
+
+    def killed_when_interrupted(action, cancelled):  # what kill_running makes of a real tool
+        started.set()
+        time.sleep(0.2)
+        return None, "# killed\n"
+
+    reported = []
+    with pytest.raises(KeyboardInterrupt):
+        with head_start.HeadStart(steps, {FRAMEWORK: 1, SKETCH: 1},
+                                  functools.partial(execute.run_step, commands=killed_when_interrupted),
+                                  lambda result: reported.append(result) or True):
+            started.wait(5)
+            raise KeyboardInterrupt
+    assert reported == []
+
+
 # the planner and the depfile reader ------------------------------------------------------------------------
 
 def test_the_plan_fuses_strict_chains_into_exact_steps(tmp_path):

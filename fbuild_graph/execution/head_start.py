@@ -36,6 +36,9 @@ class HeadStart:
         self._waiting = {resource: [s for s in steps if s.resource == resource] for resource in slots}
         self._results: dict[str, StepResult] = dict(given)  # `given`: steps done before, for their dependents
         self._stopping = False
+        # Interrupted: what finishes from now on is not reported (a killed tool is no outcome of its sketch;
+        # the build reports what did not finish as interrupted), as the cluster's results are not.
+        self._abandoned = False
         self._error: Optional[BaseException] = None
         self._changed = threading.Condition()
         self._threads = [threading.Thread(target=self._serve, args=(resource,), daemon=True,
@@ -50,7 +53,7 @@ class HeadStart:
     def __exit__(self, kind, value, traceback) -> None:
         if kind is not None:  # interrupted while the cluster started: no tool may outlive the build
             with self._changed:
-                self._stopping = True
+                self._stopping = self._abandoned = True
                 self._changed.notify_all()
             kill_running()
         self._join()
@@ -93,6 +96,8 @@ class HeadStart:
             except Exception as exc:  # as on a worker: the step fails, the build goes on
                 result = raised(step, step.key, exc)
             result = evolve(result, records=tuple(evolve(r, worker=resource) for r in result.records))
+            if self._abandoned:  # read after the step: a tool killed by the interruption ran before it was set
+                return
             with self._reporting:
                 go_on = self._on_result(result)
             with self._changed:
