@@ -6,6 +6,8 @@ the test says so."""
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -256,6 +258,15 @@ def test_the_scheduler_holds_both_limits_and_batched_steps_keep_their_own_outcom
 def test_tasks_take_fewer_steps_as_the_queue_empties(queued, slots, size):
     # Many steps a task on a queue of thousands, as many as a real build's hundreds took, single at the tail.
     assert runner.batch_size(queued, slots) == size
+
+
+def test_the_cluster_starts_without_numpy_which_stays_importable():
+    # In a fresh interpreter: this one may hold numpy already, which the cluster then leaves alone.
+    script = ("import sys; from fbuild_graph.execution import runner\n"
+              "with runner.cluster(1, 1) as client: print(client.submit(len, 'ab', resources={'sketch': 1}).result())\n"
+              "print('numpy' in sys.modules); import numpy; print(numpy.empty(1).size)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False", "1"], out.stderr[-2000:]
 
 
 def test_a_head_start_hands_over_to_the_cluster_without_running_a_step_twice(tmp_path):

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import importlib
 import logging
+import sys
 import threading
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -75,13 +76,28 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
 
 
 def _quiet_logs() -> None:
-    importlib.import_module("distributed")  # its import sets its loggers' levels: ours must come after
+    _import_without_numpy("distributed")  # its import sets its loggers' levels: ours must come after
 
     # Routine cluster chatter (worker joins, closes) is not build output; warnings still show.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     # A task that raises becomes its sketch's or unit's error line (collect.py); the worker's own report of
     # it is that line again, with a traceback.
     logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+
+
+def _import_without_numpy(name: str) -> None:
+    """distributed imports numpy when it is installed, only to allocate its receive buffers uninitialized
+    (it falls back to bytearray): a fifth of its import's CPU and 12 MB, on every build's critical path, for
+    nothing a build sends. numpy stays importable afterwards; one imported already is left alone."""
+    if "numpy" in sys.modules:
+        importlib.import_module(name)
+        return
+    sys.modules["numpy"] = None  # `import numpy` raises ImportError, which distributed expects
+    try:
+        importlib.import_module(name)
+    finally:
+        if "numpy" in sys.modules and sys.modules["numpy"] is None:
+            del sys.modules["numpy"]
 
 
 def _local(framework_jobs: int, sketch_jobs: int):
