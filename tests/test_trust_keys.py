@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import needs_toolchain, read_tsv, run_cli
+from conftest import needs_toolchain, read_tsv, run_cli, target_results
 
 from fbuild_graph.caches import tools
 from fbuild_graph.memo import Stamped
@@ -102,6 +102,20 @@ def test_swapping_objcopy_never_returns_the_old_hex(tmp_path):
     assert again["hex"] == first["hex"] + b":00000001FF\n"
     elsewhere = build(root, cache, "out2", "--build-property", prop)  # new --out: the content cache of hex
     assert elsewhere["hex"] == again["hex"]
+
+
+@needs_toolchain
+def test_a_firmware_chain_is_one_cache_entry_that_a_new_out_takes_whole(tmp_path):
+    root, cache = project(tmp_path / "p"), tmp_path / "cache"
+    first = build(root, cache, "out")
+    assert len([e for e in os.listdir(cache / "actions") if not e.startswith(".")]) == 1  # link, eep, hex, size
+    elsewhere = build(root, cache, "out2")
+    kinds = {t["kind"]: t["status"] for t in read_tsv(root / "out2" / "tasks.tsv") if "blink_cfg" in t["key"]}
+    assert [kinds[k] for k in ("link", "eep", "hex", "size")] == ["cached"] * 4
+    assert elsewhere["hex"] == first["hex"]
+    sizes = [{k: t[k] for k in ("flash", "ram")} for t in (target_results(root / out)[("uno", "blink_cfg")]
+                                                         for out in ("out", "out2"))]
+    assert sizes[0] == sizes[1] and sizes[0]["flash"] > 0
 
 
 @needs_toolchain

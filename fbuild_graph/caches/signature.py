@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from fbuild_graph import __version__
 from fbuild_graph import fileio
@@ -120,14 +120,22 @@ def recorded_output(action: Action) -> str:
         return ""
 
 
-def content_key(action: Action, command: str) -> Optional[str]:
-    """A key for the action's outputs that holds in any checkout: the command with the working directory
-    (the output folder) replaced by a name, and the content, not the place, of every input."""
-    cwd = action.cwd or ""
-    h = hashlib.sha256(f"{__version__}\0{action.toolchain}\0{command.replace(cwd, '$OUT') if cwd else command}".encode())
-    for path in action.inputs:
-        try:
-            h.update(f"\0{os.path.relpath(path, cwd) if cwd else path}\0{fileio.digest(path)}".encode())
-        except OSError:
-            return None
+def content_key(chain: Sequence[Action], commands: Sequence[str]) -> Optional[str]:
+    """A key for the outputs of a chain of actions in one working directory (the output folder), each
+    reading what the ones before it wrote, that holds in any checkout: every command with the working
+    directory replaced by a name, and the content, not the place, of every input the chain does not write
+    itself."""
+    cwd = chain[0].cwd or ""
+    h = hashlib.sha256(__version__.encode())
+    written: set[str] = set()
+    for action, command in zip(chain, commands):
+        h.update(f"\0{action.toolchain}\0{command.replace(cwd, '$OUT') if cwd else command}".encode())
+        for path in action.inputs:
+            name = os.path.relpath(path, cwd) if cwd else path
+            try:
+                h.update(f"\0{name}\0{'written' if path in written else fileio.digest(path)}".encode())
+            except OSError:
+                return None
+        written.update(action.outputs)
+        written.update([action.stdout_path] if action.stdout_path else [])
     return h.hexdigest()
