@@ -145,6 +145,7 @@ class Run:
     progress: Callable[[str], None]
     view: object
     warm: Optional[Warm] = None
+    core_first: Optional["CoreFirst"] = None
 
 
 @frozen
@@ -221,14 +222,27 @@ class Batch:
     memo: Stamped
 
 
+@frozen
+class Discovered:
+    """What is known once discovery is done, before library detection: the output folder, every board
+    (board, id, namespace, layout), the compile launcher and what the boards share."""
+
+    out: str
+    boards: tuple[tuple[Board, str, str, Layout], ...]
+    launcher: tuple[str, ...]
+    batch: Batch
+
+
 def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], tuple[str, ...]]] = None,
-            clock: Optional[PhaseClock] = None, memo: Optional[Stamped] = None) -> Prepared:
+            clock: Optional[PhaseClock] = None, memo: Optional[Stamped] = None,
+            discovered: Callable[["Discovered"], None] = lambda found: None) -> Prepared:
     """Everything before the first tool runs, as the phases `discover` (board, toolchain; the sketches with
     the first board), `libraries` (detection and skips), one of each per board, and `plan` (the DAG and
     stage-1 keys), each recorded on `clock`. Raises FbuildError for bad input. `compiler_cache` gives the
     compile launcher for a base folder (every path under it is made relative; None: no such folder short of
     `/`, so paths stay absolute and only builds in the same place share entries). `memo` keeps the
-    toolchain probes' answers between builds of the build service."""
+    toolchain probes' answers between builds of the build service. `discovered` hears what is known once
+    discovery is done, before library detection (see CoreFirst)."""
     clock = clock or PhaseClock(time.time())
     dirs = installs.Directories.from_environment(config.hardware, config.tools)
     exclusions = tuple(targets.Exclusion.parse(text) for text in config.excludes)
@@ -263,11 +277,17 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
                                           for sk in found]), memo=memo)
     for compiler in dict.fromkeys(toolchain.compiler(board.properties) for board in resolved):
         batch.tool.system_headers(compiler)  # once, before the boards ask for it side by side
+    # Compiles read sketches from their copies in the output folder, user libraries from where they are,
+    # and the installed core from where it is on every runner: so paths under the output folder and the
+    # user library folders are made relative (to the output folder, the tools' working directory).
+    base_dir = os.path.commonpath([top, *library_dirs])
+    launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
+    placed = [(board, board_id, *_placed(top, board_id, several)) for board, board_id in zip(resolved, ids)]
+    discovered(Discovered(out=top, boards=tuple(placed), launcher=launcher, batch=batch))
     # Boards detect side by side: most of detection's time is its preprocessor runs.
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(resolved)) as pool:
-        detected = [pool.submit(_detect_and_skip, batch, board, board_id, board_id if several else "",
-                                Layout(os.path.join(top, board_id) if several else top))
-                    for board, board_id in zip(resolved, ids)]
+        detected = [pool.submit(_detect_and_skip, batch, board, board_id, namespace, layout)
+                    for board, board_id, namespace, layout in placed]
     built, all_targets = [], []
     for board, board_id, span, future in zip(resolved, ids, spans, detected):
         clock.record("discover", *span, board=board_id)
@@ -288,11 +308,6 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
         skipped += [path for top_dir in read for path in fileio.irregular(top_dir, fileio.NOT_READ_DIRS)]
         notes += [f"warning: skipped {path}: not a regular file (a FIFO, socket, device or dangling link); only "
                   "regular files are read" for path in dict.fromkeys(skipped)]
-        # Compiles read sketches from their copies in the output folder, user libraries from where they are,
-        # and the installed core from where it is on every runner: so paths under the output folder and the
-        # user library folders are made relative (to the output folder, the tools' working directory).
-        base_dir = os.path.commonpath([top, *library_dirs])
-        launcher = compiler_cache(None if base_dir == os.sep else base_dir) if compiler_cache else ()
         plans = [_board_plan(b, [t.sketch for t in all_targets if t.board_id == b.board_id and not t.skipped],
                              launcher, batch.tool) for b in built]
         planned = matrix.matrix_actions(plans, macro_use.MacroUse(batch.tool.system_dirs).unmentioned)
@@ -305,6 +320,11 @@ def prepare(config: Config, compiler_cache: Optional[Callable[[Optional[str]], t
                for t in all_targets]
     return Prepared(out=top, boards=tuple(built), targets=tuple(linking), graph=dag, units=tuple(units),
                     notes=tuple(dict.fromkeys(notes)), tools=batch.tool)  # a toolchain note: once for all boards
+
+
+def _placed(top: str, board_id: str, several: bool) -> tuple[str, Layout]:
+    """A board's namespace (its owners' and keys' prefix; none in a single-board build) and its layout."""
+    return (board_id, Layout(os.path.join(top, board_id))) if several else ("", Layout(top))
 
 
 def _chosen(config: Config, pairs: Sequence[tuple[Board, str, sketches.Sketch]]) -> frozenset[tuple[str, str]]:
@@ -430,6 +450,89 @@ def _sources(folder: str) -> list[str]:
     return [os.path.join(folder, f) for f in compile_order(found)]
 
 
+class CoreFirst:
+    """Every board's core compiling from the moment the boards are known. Library detection and planning
+    take ~0.4 s on a cold build, one core idle meanwhile: so a head start runs the cores' steps on the
+    framework slots from then, its results held for the build's collector (head_start.Relay), and is handed
+    the whole plan once made (`hand_over`). Only where nothing it runs can differ from what the plan runs:
+    on our own cluster, with no stage-1 hooks (the libraries' postbuild hook is the core's unit and reads
+    their objects), and with an output folder outside every sketch and library on offer (the full check,
+    _check_out, needs the libraries detected); the plan's steps are checked against its own (`check`)."""
+
+    def __init__(self, config: Config, store: Cache, held: contextlib.ExitStack,
+                 progress: Callable[[str], None]) -> None:
+        self._config, self._store, self._held, self._progress = config, store, held, progress
+        self.locked = False  # the output folder's lock taken (before anything is written there)
+        self.restored: dict[str, str] = {}  # the cores' stage-1 units from the cache
+        self.steps: dict[str, plan.Step] = {}  # the steps its head start was given, by key
+        self._units: dict[str, str] = {}  # owner -> stage-1 key of the units it planned
+        self._head: Optional[head_start.HeadStart] = None
+        self._relay = head_start.Relay()
+
+    def start(self, found: Discovered) -> None:
+        config, batch = self._config, found.batch
+        read = [*(sk.path for sk in batch.sketches), *(lib.root for libs in batch.offered.values() for lib in libs)]
+        if (config.scheduler or any(matrix.stage1_hooks(board) for board, *_ in found.boards)
+                or not _outside(found.out, read)):
+            return
+        fileio.ensure_folder(found.out, "--out")
+        self._held.enter_context(lock.holding(found.out, self._progress if config.wait else None))
+        self.locked = True
+        no_libraries = detection.Discovery(libraries=(), by_sketch={}, closure={}, choices=())
+        cores = [BoardBuild(board=board, identity=_probed(batch.memo, "identity", board.properties, toolchain.identity),
+                            board_id=board_id, namespace=namespace, layout=layout, discovery=no_libraries,
+                            answers=include_probe.AnswerCache(None))
+                 for board, board_id, namespace, layout in found.boards]
+        planned = matrix.matrix_actions([_board_plan(b, [], found.launcher, batch.tool) for b in cores],
+                                        lambda macros, actions: False)
+        dag = graphs.from_actions(planned.actions)
+        units = [unit for b in cores for unit in fingerprint.stage1_units(
+            dag, b.board, b.discovery, b.layout, b.identity, b.namespace)]
+        self._units = {unit.owner: unit.key for unit in units}
+        self.restored = stage1.restore_all(self._store, units)
+        steps = plan.steps(dag, config.framework_jobs, config.sketch_jobs, cached=frozenset(self.restored))
+        answered = _answers(steps)
+        rest = [step for step in steps if step.key not in answered]
+        if rest:
+            self.steps = {step.key: step for step in rest}
+            cache = self._store.spec if self._store.mode != "off" else None
+            self._head = self._held.enter_context(head_start.HeadStart(
+                rest, {FRAMEWORK: config.framework_jobs}, functools.partial(execute.run_step, cache=cache),
+                self._relay, answered))
+
+    def check(self, units: Sequence[fingerprint.Unit], steps: Sequence[plan.Step]) -> None:
+        """The plan's units and steps are the ones it started, or it stops: what it ran is then left to the
+        signatures (a different command is never up to date) and nothing of it is reported."""
+        keys = {unit.owner: unit.key for unit in units}
+        planned = {step.key: step for step in steps}
+        if all(keys.get(owner) == key for owner, key in self._units.items()) and all(
+                planned.get(key) == step for key, step in self.steps.items()):
+            return
+        if self._head is not None:
+            self._head.stop()
+        self._head, self.steps, self.restored = None, {}, {}
+
+    def hand_over(self, steps: Sequence[plan.Step], slots: dict[str, int], on_result: Callable[[StepResult], bool],
+                  given: Mapping[str, StepResult]) -> Optional[head_start.HeadStart]:
+        """Its head start, given the rest of the plan, every result reported from now on; None if it has
+        none."""
+        if self._head is None:
+            return None
+        # The rest first: what the results held set off (the cores' stage-1 stores) need not hold it up.
+        self._head.take(steps, slots, given)
+        if not self._relay.attach(on_result):
+            self._head.halt()
+        return self._head
+
+
+def _outside(out: str, read: Sequence[str]) -> bool:
+    try:
+        _check_out(out, read)
+    except FbuildError:
+        return False
+    return True
+
+
 def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[float] = None,
                  view: Callable[[int], object] = lambda total: progress_views.Lines(sys.stdout),
                  warm: Optional[Warm] = None) -> tuple[int, BuildReport]:
@@ -449,18 +552,22 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     with contextlib.ExitStack() as held:
         store = held.enter_context(spec.open(warn=progress))
         ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
-        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock, warm and warm.memo)
-        # Held from before the first file is written into --out until results.json is.
-        held.enter_context(lock.holding(prepared.out, progress if config.wait else None))
+        core_first = CoreFirst(config, store, held, progress)
+        prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock, warm and warm.memo,
+                           core_first.start)
+        if not core_first.locked:  # held from before the first file is written into --out until results.json is
+            held.enter_context(lock.holding(prepared.out, progress if config.wait else None))
         prepared.save_memos()
         for line in prepared.notes:
             progress(line)
         with clock.phase("restore"):
-            restored = stage1.restore_all(store, prepared.units)
+            restored = {**core_first.restored, **stage1.restore_all(
+                store, [unit for unit in prepared.units if unit.owner not in core_first.restored])}
         steps = plan.steps(prepared.graph, config.framework_jobs, config.sketch_jobs, cached=frozenset(restored))
+        core_first.check(prepared.units, steps)
         shown = view(len(prepared.targets))
         run = Run(config=config, prepared=prepared, steps=tuple(steps), store=store, restored=restored,
-                  progress=progress, view=shown, warm=warm)
+                  progress=progress, view=shown, warm=warm, core_first=core_first)
         try:
             outcome = _run(run, clock)
         finally:
@@ -549,7 +656,8 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
         # What is up to date is answered here from the signatures, in dependency order: with nothing to do,
         # no cluster is started (or even imported), which would be most of a warm build's time; with one
         # sketch edited, only its steps go to the cluster.
-        answered = _answers(run.steps) if config.scheduler is None else {}
+        early = run.core_first.steps if run.core_first else {}
+        answered = _answers([step for step in run.steps if step.key not in early]) if config.scheduler is None else {}
         for result in answered.values():
             collector.on_result(result)
         if len(answered) < len(run.steps):
@@ -602,10 +710,14 @@ def _on_cluster(run: Run, answered: Mapping[str, StepResult], clock: PhaseClock,
     cache = run.store.spec if run.store.mode != "off" and local else None
     rest = [step for step in run.steps if step.key not in answered]
     start = time.time()
+    slots_wanted = {FRAMEWORK: config.framework_jobs, SKETCH: config.sketch_jobs}
     with contextlib.ExitStack() as held:
-        early = held.enter_context(head_start.HeadStart(
-            rest, {FRAMEWORK: config.framework_jobs, SKETCH: config.sketch_jobs},
-            functools.partial(execute.run_step, cache=cache), collector.on_result, answered)) if local else None
+        early = run.core_first and run.core_first.hand_over(rest, slots_wanted, collector.on_result, answered)
+        if early:
+            held.push(early.__exit__)  # entered by compile_many: here it is only stopped, or abandoned on error
+        elif local:
+            early = held.enter_context(head_start.HeadStart(
+                rest, slots_wanted, functools.partial(execute.run_step, cache=cache), collector.on_result, answered))
         client = held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
                                                    run.warm and run.warm.clusters))
         clock.record("cluster_start", start, time.time())

@@ -243,3 +243,53 @@ def test_a_task_that_raises_fails_only_its_own_sketch(tmp_path):
     assert by_id["Basic"]["status"] == "ok"
     assert by_id["multi_file"]["status"] == "failed"
     assert "NotADirectoryError" in by_id["multi_file"]["error"] or "FileExistsError" in by_id["multi_file"]["error"]
+
+
+def _uses_libs(tmp_path: Path):
+    from conftest import TEST_LIBRARIES, TEST_SKETCHES
+
+    from fbuild_graph import build
+
+    return build.Config(boards=("uno",), sketches=(str(TEST_SKETCHES / "uses_libs"),), out=str(tmp_path / "out"),
+                        library_dirs=(str(TEST_LIBRARIES),), cache_mode="off", framework_jobs=2, sketch_jobs=2)
+
+
+def test_the_core_compiles_while_libraries_are_detected(tmp_path):
+    from conftest import read_tsv, run_cli
+
+    config = _uses_libs(tmp_path)
+    proc = run_cli("compile-many", "--board", "uno", "--cache-mode", "off", "--library-dir", config.library_dirs[0],
+                   "-o", config.out, *config.sketches)
+    assert proc.returncode == 0, proc.stderr
+    phases = {row["phase"]: row for row in read_tsv(tmp_path / "out" / "phases.tsv")}
+    tasks = read_tsv(tmp_path / "out" / "tasks.tsv")
+    core = [t for t in tasks if t["key"].startswith("core/")]
+    assert min(float(t["start"]) for t in core) < float(phases["libraries"]["stop"])
+    assert {t["status"] for t in core} == {"ok"} and len(core) == len({t["key"] for t in core})
+    assert {t["status"] for t in tasks if t["resource"] == "framework"} == {"ok"}
+
+
+def test_bad_input_found_while_the_core_compiles_stops_it(tmp_path, monkeypatch):
+    import time
+
+    from fbuild_graph import build
+    from fbuild_graph.errors import FbuildError
+    from fbuild_graph.execution import execute
+
+    started = []
+
+    def failing_detection(*args, **kwargs):
+        started.append(time.time())
+        time.sleep(0.3)  # the core's compiles are under way by now
+        raise FbuildError("cannot run the preprocessor for uses_libs.ino: gone")
+
+    real = build.detect_libraries
+    monkeypatch.setattr(build, "detect_libraries", failing_detection)
+    config = _uses_libs(tmp_path)
+    with pytest.raises(FbuildError, match="cannot run the preprocessor"):
+        build.compile_many(config, lambda line: None)
+    assert started and not execute._running  # no compiler outlives the build
+    # The output folder's lock is free again, and what the stopped core left is never taken as built.
+    monkeypatch.setattr(build, "detect_libraries", real)
+    code, report = build.compile_many(config, lambda line: None)
+    assert code == 0 and [s.status for s in report.sketches] == ["ok"]

@@ -290,6 +290,30 @@ def test_a_head_start_hands_over_to_the_cluster_without_running_a_step_twice(tmp
     assert {r.worker for result in finished.values() for r in result.records} <= {FRAMEWORK, SKETCH}
 
 
+def test_a_head_start_begun_with_the_framework_alone_takes_the_plan_and_reports_in_order(tmp_path):
+    # build.CoreFirst: the cores' steps run before the rest is planned, their results held for the collector.
+    layout, found, dag = _world(tmp_path, {f"L{i}": f"l{i}.cpp" for i in range(3)},
+                                {f"s{i}": [f"L{i % 3}"] for i in range(12)})
+    steps = plan.steps(dag, 1, 2)
+    fake = FakeCommandRunner(seconds=0.02)
+    relay = head_start.Relay()
+    framework = [s for s in steps if s.resource == FRAMEWORK]
+    with head_start.HeadStart(framework, {FRAMEWORK: 1}, functools.partial(execute.run_step, commands=fake),
+                              relay) as early:
+        time.sleep(0.1)
+        assert fake.commands and fake.most[SKETCH] == 0  # the framework alone, so far
+        collector = Collector(_targets(found, layout), steps, Quiet())
+        early.take(steps, {FRAMEWORK: 1, SKETCH: 2}, {})
+        assert relay.attach(collector.on_result)
+        time.sleep(0.1)
+        finished = early.stop()
+    with runner.cluster(1, 2) as client:
+        runner.run(client, steps, collector.on_result, None, commands=fake, finished=finished)
+    assert {r.status for r in collector.results.values()} == {"ok"}
+    assert len(fake.commands) == len(set(fake.commands)) == sum(len(s.actions) for s in steps)
+    assert fake.most == {FRAMEWORK: 1, SKETCH: 2}
+
+
 def test_an_interrupted_head_start_reports_nothing_that_finishes_after_the_interruption(tmp_path):
     layout, found, dag = _world(tmp_path, {}, {"s": []})
     steps = plan.steps(dag, 1, 1)

@@ -6,7 +6,8 @@ plan order, exactly as a worker would: `execute.run_step` with the results of th
 Each result goes to `on_result` as it comes, as the cluster's do; when it says to stop (--max-failures),
 no more steps start. When the cluster is up, `stop` lets the steps under way finish and returns every
 result, and the cluster takes the rest: a slot is never used twice at once, before, during or after the
-hand-over.
+hand-over. A head start may begin earlier still, with the cores' steps and framework slots only, while
+libraries are detected and the rest is planned (build.CoreFirst); `take` then hands it the whole plan.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class HeadStart:
         self._reporting = threading.Lock()  # on_result sees one result at a time
         self.go_on = True  # False once on_result said to stop
         self._waiting = {resource: [s for s in steps if s.resource == resource] for resource in slots}
+        self._taken = {s.key for s in steps}
+        self._served = set(slots)  # the resource classes it has threads for
         self._results: dict[str, StepResult] = dict(given)  # `given`: steps done before, for their dependents
         self._stopping = False
         # Interrupted: what finishes from now on is not reported (a killed tool is no outcome of its sketch;
@@ -41,22 +44,49 @@ class HeadStart:
         self._abandoned = False
         self._error: Optional[BaseException] = None
         self._changed = threading.Condition()
-        self._threads = [threading.Thread(target=self._serve, args=(resource,), daemon=True,
-                                          name=f"fbuild-graph-head-start-{resource}")
-                         for resource, count in slots.items() for _ in range(count)]
+        self._threads = self._new_threads(slots)
+
+    def _new_threads(self, slots: dict[str, int]) -> list[threading.Thread]:
+        return [threading.Thread(target=self._serve, args=(resource,), daemon=True,
+                                 name=f"fbuild-graph-head-start-{resource}")
+                for resource, count in slots.items() for _ in range(count)]
 
     def __enter__(self) -> "HeadStart":
         for thread in self._threads:
             thread.start()
         return self
 
+    def take(self, steps: Sequence[Step], slots: dict[str, int], given: Mapping[str, StepResult]) -> None:
+        """The rest of the plan: the `steps` (in plan order) not given before, the results of steps done
+        elsewhere (`given`), and threads for the resource classes of `slots` it has none for yet."""
+        with self._changed:
+            self._results.update((key, result) for key, result in given.items() if key not in self._results)
+            for step in steps:
+                if step.key not in self._taken and step.key not in self._results:
+                    self._taken.add(step.key)
+                    self._waiting.setdefault(step.resource, []).append(step)
+            added = self._new_threads({r: n for r, n in slots.items() if r not in self._served})
+            self._served.update(slots)
+            self._changed.notify_all()
+        for thread in added:
+            thread.start()
+        self._threads += added
+
     def __exit__(self, kind, value, traceback) -> None:
-        if kind is not None:  # interrupted while the cluster started: no tool may outlive the build
-            with self._changed:
-                self._stopping = self._abandoned = True
-                self._changed.notify_all()
+        with self._changed:  # no step starts from now on, whether or not `stop` was called
+            self._stopping = True
+            if kind is not None:  # interrupted while the cluster started: no tool may outlive the build
+                self._abandoned = True
+            self._changed.notify_all()
+        if kind is not None:
             kill_running()
         self._join()
+
+    def halt(self) -> None:
+        """As when on_result says to stop: no step starts from now on, and `go_on` is False."""
+        with self._changed:  # re-entrant: a Condition's lock is an RLock
+            self.go_on, self._stopping = False, True
+            self._changed.notify_all()
 
     def stop(self) -> dict[str, StepResult]:
         """No step starts from now on; the results of every step run (each already given to on_result) and
@@ -103,7 +133,7 @@ class HeadStart:
             with self._changed:
                 self._results[step.key] = result
                 if not go_on:
-                    self.go_on, self._stopping = False, True
+                    self.halt()
                 self._changed.notify_all()
 
     def _next(self, resource: str):
@@ -116,3 +146,30 @@ class HeadStart:
             if all(d in self._results for d in step.deps):
                 return waiting.pop(i)
         return None
+
+
+class Relay:
+    """The `on_result` of a head start that begins before the build's collector exists: results are held
+    until `attach` hands them over in order; every later one goes straight through."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: list[StepResult] = []
+        self._to: Optional[Callable[[StepResult], bool]] = None
+
+    def __call__(self, result: StepResult) -> bool:
+        with self._lock:
+            if self._to is None:
+                self._held.append(result)
+                return True
+            return self._to(result)
+
+    def attach(self, on_result: Callable[[StepResult], bool]) -> bool:
+        """False when `on_result` said to stop on one of the results held."""
+        go_on = True
+        with self._lock:
+            self._to = on_result
+            for result in self._held:
+                go_on = on_result(result) and go_on
+            self._held = []
+        return go_on

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from attrs import frozen
 
-from fbuild_graph.model import Action, Library, Owner
+from fbuild_graph.model import Action, Board, Library, Owner
 from fbuild_graph.planning import graph
 from fbuild_graph.planning.graph import BoardPlan
 
@@ -50,7 +50,7 @@ def matrix_actions(plans: Sequence[BoardPlan], unmentioned: Unmentioned) -> Matr
 
 
 def _alike(mine: BoardPlan, theirs: BoardPlan, lib: Library, unmentioned: Unmentioned) -> bool:
-    if lib not in theirs.discovery.libraries or _has_stage1_hooks(mine) or _has_stage1_hooks(theirs):
+    if lib not in theirs.discovery.libraries or stage1_hooks(mine.board) or stage1_hooks(theirs.board):
         return False
     if mine.precompiled.get(lib.name) != theirs.precompiled.get(lib.name):
         return False
@@ -82,5 +82,6 @@ def differing_macros(mine: Sequence[Action], theirs: Sequence[Action]) -> Option
     return frozenset(names)
 
 
-def _has_stage1_hooks(plan: BoardPlan) -> bool:
-    return any(key.startswith(("recipe.hooks.core.", "recipe.hooks.libraries.")) for key in plan.board.properties)
+def stage1_hooks(board: Board) -> bool:
+    """Whether the board's platform has hooks around its core or libraries (what they do is unknown)."""
+    return any(key.startswith(("recipe.hooks.core.", "recipe.hooks.libraries.")) for key in board.properties)
