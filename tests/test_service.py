@@ -199,7 +199,8 @@ def test_interrupting_the_client_stops_the_build_and_the_service_keeps_serving(s
                                "--sketch-jobs", "1"], env=service.env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (out / "stage1").exists() and time.monotonic() < deadline:  # the build has begun
+    # The targets' build has begun (the core's may begin before the targets are planned: build.CoreFirst).
+    while not (out / "sketches").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     client.send_signal(signal.SIGINT)
     stdout, stderr = client.communicate(timeout=60)
