@@ -66,6 +66,15 @@ def test_stage1_and_compiler_cache_hit_from_another_checkout(tmp_path):
         assert hexes[0] == hexes[1]
 
 
+def test_the_compile_launcher_names_its_programs_by_path(tmp_path):
+    from fbuild_graph.caches import ccache
+
+    # A bare name is looked for along PATH on every compile: a failed exec for each folder before its own.
+    launcher = ccache.launcher(str(tmp_path / "cache"), [], None, str(tmp_path / "state"))
+    assert os.path.basename(launcher[0]) == "env" and os.path.basename(launcher[-1]) == "ccache"
+    assert os.path.isabs(launcher[0]) and os.path.isabs(launcher[-1])
+
+
 def test_a_corrupt_entry_is_reported_ignored_and_rebuilt(tmp_path):
     cache = tmp_path / "cache"
     root = project(tmp_path / "p")

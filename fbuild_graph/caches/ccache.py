@@ -38,4 +38,5 @@ def launcher(writable: Optional[str], read_only: Sequence[str], base_dir: Option
     }
     if base_dir:
         env["CCACHE_BASEDIR"] = base_dir
-    return ("env", *(f"{k}={v}" for k, v in env.items()), ccache)
+    # By its path: a bare `env` is looked for along PATH on every compile (five failed execs each here).
+    return (shutil.which("env") or "env", *(f"{k}={v}" for k, v in env.items()), ccache)
