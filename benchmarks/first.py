@@ -23,9 +23,10 @@ compile-many records it in results.json (`cpu_seconds`): the tools' (its childre
 and the orchestrating process's own. For ninja the tools' CPU is all of it.
 
 Targets (issue 15): first at most 1.05x ninja's wall time; off at most 1.02x; nothing-changed under 0.2 s;
-the first stage-1 action of first (tasks.tsv) started within 0.3 s of the command, reported with the phases
-before it (phases.tsv: import, discover, libraries, plan, restore) and the cluster start, which the tools
-overlap (the head start runs steps while the local cluster starts). no-ccache has no target.
+the first stage-1 action of first (tasks.tsv) started within 0.3 s of the command, reported with the start-up
+phases (phases.tsv: import, discover, libraries, plan, restore) and the cluster start. The tools overlap all
+but the first two: the cores compile from the end of discovery on (build.CoreFirst), and the head start runs
+steps while the local cluster starts. no-ccache has no target.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def report(runs: list[Run], out: TextIO) -> None:
           "(nothing-changed is compared with ninja-again, ninja's own second run; orch. cpu: the orchestrating "
           "process's own)",
           f"ninja export (graph --format ninja, not in ninja's time) = {med('ninja-export'):.2f} s",
-          f"first stage-1 action (first) started at{cell(first_tool, 5)} s{verdict}; before it: "
+          f"first stage-1 action (first) started at{cell(first_tool, 5)} s{verdict}; start-up phases: "
           + ", ".join(f"{name.replace('_', ' ')} {seconds:.2f}" for name, seconds in parts.items()
                       if name != "cluster_start")
-          + f"; cluster start {parts.get('cluster_start') or 0.0:.2f} s, tools running meanwhile")
+          + f"; cluster start {parts.get('cluster_start') or 0.0:.2f} s; the tools run from the end of discover on")
