@@ -110,8 +110,11 @@ def test_a_firmware_chain_is_one_cache_entry_that_a_new_out_takes_whole(tmp_path
     first = build(root, cache, "out")
     assert len([e for e in os.listdir(cache / "actions") if not e.startswith(".")]) == 1  # link, eep, hex, size
     elsewhere = build(root, cache, "out2")
-    kinds = {t["kind"]: t["status"] for t in read_tsv(root / "out2" / "tasks.tsv") if "blink_cfg" in t["key"]}
-    assert [kinds[k] for k in ("link", "eep", "hex", "size")] == ["cached"] * 4
+    rows = {t["kind"]: t for t in read_tsv(root / "out2" / "tasks.tsv") if "blink_cfg" in t["key"]}
+    chain = [rows[k] for k in ("link", "eep", "hex", "size")]
+    assert [t["status"] for t in chain] == ["cached"] * 4
+    # Spans one after another, as if run in its slot: tasks.tsv's concurrency is never overstated.
+    assert all(float(a["stop"]) <= float(b["start"]) for a, b in zip(chain, chain[1:]))
     assert elsewhere["hex"] == first["hex"]
     sizes = [{k: t[k] for k in ("flash", "ram")} for t in (target_results(root / out)[("uno", "blink_cfg")]
                                                          for out in ("out", "out2"))]

@@ -245,13 +245,14 @@ def _from_content_cache(chain: tuple[Action, ...], key: Optional[str], store: Ca
         _clear(action)
     if not store.get(ACTIONS, key, chain[0].cwd):
         return []
-    records = []
+    records: list[ActionRecord] = []
     for action in chain:
         command = action.command_line
         output = _stdout(action) or signature.recorded_output(action)  # the entry holds what its tool said
         signature.record(action, command)
-        records.append(_record(action, ActionStatus.CACHED, start=start, stop=time.time(), returncode=0,
-                               output=output, command=command))
+        # One after another, as if run: tasks.tsv's spans of one slot never overlap.
+        records.append(_record(action, ActionStatus.CACHED, start=records[-1].stop if records else start,
+                               stop=time.time(), returncode=0, output=output, command=command))
     return records
 
 
