@@ -106,10 +106,12 @@ def _local(framework_jobs: int, sketch_jobs: int):
     from distributed import Client, Scheduler, SpecCluster, Worker
 
     dask.config.set(LOCAL_CLUSTER_CONFIG)
-    # The in-process transport: messages between client, scheduler and workers are not serialized.
+    # The in-process transport: messages between client, scheduler and workers are not serialized. No
+    # memory limit: these workers' memory is this process's, which pausing or spilling their few small
+    # results would not relieve, and its monitor polls it every 100 ms (half the idle cluster's CPU).
     workers = {
         name: {"cls": Worker, "options": {"nthreads": jobs, "resources": {name: jobs}, "name": name,
-                                          "protocol": "inproc"}}
+                                          "protocol": "inproc", "memory_limit": 0}}
         for name, jobs in ((FRAMEWORK, framework_jobs), (SKETCH, sketch_jobs))
     }
     spec = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0",
