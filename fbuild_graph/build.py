@@ -465,6 +465,8 @@ class CoreFirst:
         self.locked = False  # the output folder's lock taken (before anything is written there)
         self.restored: dict[str, str] = {}  # the cores' stage-1 units from the cache
         self.steps: dict[str, plan.Step] = {}  # the steps its head start was given, by key
+        self.answered: dict[str, StepResult] = {}  # the steps found up to date, answered before it began
+        self._planned: dict[str, plan.Step] = {}  # every step of the cores, by key
         self._units: dict[str, str] = {}  # owner -> stage-1 key of the units it planned
         self._head: Optional[head_start.HeadStart] = None
         self._relay = head_start.Relay()
@@ -491,14 +493,15 @@ class CoreFirst:
         self._units = {unit.owner: unit.key for unit in units}
         self.restored = stage1.restore_all(self._store, units)
         steps = plan.steps(dag, config.framework_jobs, config.sketch_jobs, cached=frozenset(self.restored))
-        answered = _answers(steps)
-        rest = [step for step in steps if step.key not in answered]
+        self._planned = {step.key: step for step in steps}
+        self.answered = _answers(steps)
+        rest = [step for step in steps if step.key not in self.answered]
         if rest:
             self.steps = {step.key: step for step in rest}
             cache = self._store.spec if self._store.mode != "off" else None
             self._head = self._held.enter_context(head_start.HeadStart(
                 rest, {FRAMEWORK: config.framework_jobs}, functools.partial(execute.run_step, cache=cache),
-                self._relay, answered))
+                self._relay, self.answered))
 
     def check(self, units: Sequence[fingerprint.Unit], steps: Sequence[plan.Step]) -> None:
         """The plan's units and steps are the ones it started, or it stops: what it ran is then left to the
@@ -506,11 +509,11 @@ class CoreFirst:
         keys = {unit.owner: unit.key for unit in units}
         planned = {step.key: step for step in steps}
         if all(keys.get(owner) == key for owner, key in self._units.items()) and all(
-                planned.get(key) == step for key, step in self.steps.items()):
+                planned.get(key) == step for key, step in self._planned.items()):
             return
         if self._head is not None:
             self._head.stop()
-        self._head, self.steps, self.restored = None, {}, {}
+        self._head, self.steps, self.answered, self.restored = None, {}, {}, {}
 
     def hand_over(self, steps: Sequence[plan.Step], slots: dict[str, int], on_result: Callable[[StepResult], bool],
                   given: Mapping[str, StepResult]) -> Optional[head_start.HeadStart]:
@@ -656,8 +659,9 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
         # What is up to date is answered here from the signatures, in dependency order: with nothing to do,
         # no cluster is started (or even imported), which would be most of a warm build's time; with one
         # sketch edited, only its steps go to the cluster.
-        early = run.core_first.steps if run.core_first else {}
-        answered = _answers([step for step in run.steps if step.key not in early]) if config.scheduler is None else {}
+        early, given = (run.core_first.steps, run.core_first.answered) if run.core_first else ({}, {})
+        answered = (_answers([step for step in run.steps if step.key not in early], given)
+                    if config.scheduler is None else {})
         for result in answered.values():
             collector.on_result(result)
         if len(answered) < len(run.steps):
@@ -689,12 +693,13 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
-def _answers(steps: Sequence[plan.Step]) -> dict[str, StepResult]:
+def _answers(steps: Sequence[plan.Step], given: Mapping[str, StepResult] = {}) -> dict[str, StepResult]:
     """The results of the steps whose every action is up to date and whose every dependency was answered so
-    too (a dependency that runs again may change what the step reads), by step key, in the steps' order."""
-    answered: dict[str, StepResult] = {}
+    too (a dependency that runs again may change what the step reads), by step key, in the steps' order;
+    `given`: steps answered so before (the cores', build.CoreFirst), first."""
+    answered: dict[str, StepResult] = dict(given)
     for step in steps:
-        if all(dep in answered for dep in step.deps):
+        if step.key not in answered and all(dep in answered for dep in step.deps):
             result = execute.answer(step)
             if result is not None:
                 answered[step.key] = result
