@@ -498,10 +498,10 @@ class CoreFirst:
         rest = [step for step in steps if step.key not in self.answered]
         if rest:
             self.steps = {step.key: step for step in rest}
-            cache = self._store.spec if self._store.mode != "off" else None
+            # After hand-over it runs sketch steps too: with the content cache a local head start has.
             self._head = self._held.enter_context(head_start.HeadStart(
-                rest, {FRAMEWORK: config.framework_jobs}, functools.partial(execute.run_step, cache=cache),
-                self._relay, self.answered))
+                rest, {FRAMEWORK: config.framework_jobs},
+                functools.partial(execute.run_step, cache=_content_cache(self._store)), self._relay, self.answered))
 
     def check(self, units: Sequence[fingerprint.Unit], steps: Sequence[plan.Step]) -> None:
         """The plan's units and steps are the ones it started, or it stops: what it ran is then left to the
@@ -526,6 +526,11 @@ class CoreFirst:
         if not self._relay.attach(on_result):
             self._head.halt()
         return self._head
+
+
+def _content_cache(store: Cache) -> Optional[CacheSpec]:
+    """What a local build's tasks open for the firmware they cache by content (execute.CACHED_KINDS)."""
+    return store.spec if store.mode != "off" else None
 
 
 def _outside(out: str, read: Sequence[str]) -> bool:
@@ -712,7 +717,7 @@ def _on_cluster(run: Run, answered: Mapping[str, StepResult], clock: PhaseClock,
     config, prepared = run.config, run.prepared
     local = config.scheduler is None
     # Workers elsewhere cannot open the client's cache folder; the stage-1 cache still applies.
-    cache = run.store.spec if run.store.mode != "off" and local else None
+    cache = _content_cache(run.store) if local else None
     rest = [step for step in run.steps if step.key not in answered]
     start = time.time()
     slots_wanted = {FRAMEWORK: config.framework_jobs, SKETCH: config.sketch_jobs}
