@@ -56,7 +56,7 @@ from fbuild_graph.planning.layout import Layout
 from fbuild_graph.caches.bundles import DEFAULT_MAX_BUNDLE_BYTES
 from fbuild_graph.caches.cache import Cache, CacheSpec
 from fbuild_graph.model import (FRAMEWORK, SKETCH, ActionRecord, ActionStatus, Board, BuildReport, Owner, Phase, SketchStatus,
-                                StepResult, WarningLevel)
+                                Step, StepResult, WarningLevel)
 from fbuild_graph.arduino.preprocess import merge
 from fbuild_graph.arduino.sketch import SOURCE_EXTENSIONS, compile_order
 
@@ -139,7 +139,7 @@ class Run:
 
     config: "Config"
     prepared: "Prepared"
-    steps: tuple[plan.Step, ...]
+    steps: tuple[Step, ...]
     store: Cache
     restored: Mapping[str, str]
     progress: Callable[[str], None]
@@ -464,9 +464,9 @@ class CoreFirst:
         self._config, self._store, self._held, self._progress = config, store, held, progress
         self.locked = False  # the output folder's lock taken (before anything is written there)
         self.restored: dict[str, str] = {}  # the cores' stage-1 units from the cache
-        self.steps: dict[str, plan.Step] = {}  # the steps its head start was given, by key
+        self.steps: dict[str, Step] = {}  # the steps its head start was given, by key
         self.answered: dict[str, StepResult] = {}  # the steps found up to date, answered before it began
-        self._planned: dict[str, plan.Step] = {}  # every step of the cores, by key
+        self._planned: dict[str, Step] = {}  # every step of the cores, by key
         self._units: dict[str, str] = {}  # owner -> stage-1 key of the units it planned
         self._head: Optional[head_start.HeadStart] = None
         self._relay = head_start.Relay()
@@ -503,7 +503,7 @@ class CoreFirst:
                 rest, {FRAMEWORK: config.framework_jobs},
                 functools.partial(execute.run_step, cache=_content_cache(self._store)), self._relay, self.answered))
 
-    def check(self, units: Sequence[fingerprint.Unit], steps: Sequence[plan.Step]) -> None:
+    def check(self, units: Sequence[fingerprint.Unit], steps: Sequence[Step]) -> None:
         """The plan's units and steps are the ones it started, or it stops: what it ran is then left to the
         signatures (a different command is never up to date) and nothing of it is reported."""
         keys = {unit.owner: unit.key for unit in units}
@@ -515,7 +515,7 @@ class CoreFirst:
             self._head.stop()
         self._head, self.steps, self.answered, self.restored = None, {}, {}, {}
 
-    def hand_over(self, steps: Sequence[plan.Step], slots: dict[str, int], on_result: Callable[[StepResult], bool],
+    def hand_over(self, steps: Sequence[Step], slots: dict[str, int], on_result: Callable[[StepResult], bool],
                   given: Mapping[str, StepResult]) -> Optional[head_start.HeadStart]:
         """Its head start, given the rest of the plan, every result reported from now on; None if it has
         none."""
@@ -698,7 +698,7 @@ def _run(run: Run, clock: PhaseClock) -> Outcome:
     return Outcome(collector=collector, exit_code=exit_code, slots=slots)
 
 
-def _answers(steps: Sequence[plan.Step], given: Mapping[str, StepResult] = {}) -> dict[str, StepResult]:
+def _answers(steps: Sequence[Step], given: Mapping[str, StepResult] = {}) -> dict[str, StepResult]:
     """The results of the steps whose every action is up to date and whose every dependency was answered so
     too (a dependency that runs again may change what the step reads), by step key, in the steps' order;
     `given`: steps answered so before (the cores', build.CoreFirst), first."""

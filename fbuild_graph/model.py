@@ -284,6 +284,20 @@ class ActionRecord:
 
 
 @frozen
+class Step:
+    """One Dask task's worth of actions, run in order (planning/plan.py makes them). Here, not with the
+    planner, because every worker and the scheduler unpickle steps: importing them must not import the
+    planner's networkx (a remote cluster's processes each paid ~0.2 s for it in the middle of a build)."""
+
+    key: str
+    owner: str
+    resource: str
+    actions: tuple[Action, ...]
+    deps: tuple[str, ...]
+    priority: int
+
+
+@frozen
 class StepResult:
     """The outcome of one Dask task. `blocked_by` names the owner whose failure skipped this step. When the
     worker shares no disk with the client (see transfer.py), `artifacts` names each output by client path

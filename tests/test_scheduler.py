@@ -60,6 +60,26 @@ def _wait_for_workers(address: str, count: int) -> None:
         client.wait_for_workers(count, timeout=60)
 
 
+def _on_workers(address: str, function) -> dict:
+    """`function` run on every worker, by value: the workers cannot import this module."""
+    import cloudpickle
+    from distributed import Client
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with Client(address, timeout="30s") as client:
+            return client.run(function)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _worker_state() -> tuple[bool, bool, str]:
+    import dask
+
+    return ("fbuild_graph.execution.execute" in sys.modules, "networkx" in sys.modules,
+            dask.config.get("distributed.worker.memory.monitor-interval"))
+
+
 def test_compile_many_on_an_existing_cluster_keeps_the_limits(dask_cluster, tmp_path):
     address, start_worker = dask_cluster
     start_worker("framework=1", 1)
@@ -121,6 +141,9 @@ def test_two_runners_share_the_work_and_build_the_same_bytes_as_a_local_cluster(
     start_runner()
     start_runner()
     _wait_for_workers(address, 4)
+    # Before any task: every worker holds the tasks' code, without the planner's networkx, and polls its
+    # memory once a second (worker.serve).
+    assert set(_on_workers(address, _worker_state).values()) == {(True, False, "1s")}
     sketches = PLATFORM / "libraries"
     remote, local = tmp_path / "remote", tmp_path / "local"
     proc = run_cli("compile-many", "--board", "uno", "--scheduler", address, "--cache-mode", "off", "-o", str(remote),

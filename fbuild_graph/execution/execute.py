@@ -24,8 +24,7 @@ from fbuild_graph.execution import transfer
 from fbuild_graph.caches.cache import Cache, CacheSpec
 from fbuild_graph import fileio
 from fbuild_graph.fileio import write_atomic
-from fbuild_graph.model import FRAMEWORK, OK_STATUSES, ActionStatus, Kind, Action, ActionRecord, Artifact, Preprocessing, StepResult
-from fbuild_graph.planning.plan import Step
+from fbuild_graph.model import FRAMEWORK, OK_STATUSES, ActionStatus, Kind, Action, ActionRecord, Artifact, Preprocessing, Step, StepResult
 from fbuild_graph.execution.transfer import Mirror
 
 # A firmware step's link and the objcopy and size actions after it are cached by content: their inputs

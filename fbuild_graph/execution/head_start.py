@@ -18,8 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from attrs import evolve
 
 from fbuild_graph.execution.execute import kill_running, raised
-from fbuild_graph.model import StepResult
-from fbuild_graph.planning.plan import Step
+from fbuild_graph.model import Step, StepResult
 
 LOOKAHEAD = 256
 RunStep = Callable[..., StepResult]  # (step, *dependency results) -> its result

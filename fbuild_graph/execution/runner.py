@@ -25,8 +25,7 @@ from fbuild_graph.caches.cache import CacheSpec
 from fbuild_graph.errors import FbuildError
 from fbuild_graph.execution.execute import CommandRunner, kill_running, raised, run_steps
 from fbuild_graph.execution.fitness import Expectation
-from fbuild_graph.model import FRAMEWORK, SKETCH, StepResult
-from fbuild_graph.planning.plan import Step
+from fbuild_graph.model import FRAMEWORK, SKETCH, Step, StepResult
 from fbuild_graph.execution.transfer import Shipment
 
 # For the in-process cluster only. Each costs CPU that the compilers on the same cores want and buys nothing

@@ -15,8 +15,7 @@ from fbuild_graph import fileio
 from fbuild_graph.arduino import recipes
 from fbuild_graph.outputs import results
 from fbuild_graph.execution import transfer
-from fbuild_graph.model import ActionRecord, Owner, SketchResult, SketchStatus, StepResult
-from fbuild_graph.planning.plan import Step
+from fbuild_graph.model import ActionRecord, Owner, SketchResult, SketchStatus, Step, StepResult
 from fbuild_graph.planning.targets import Target
 from fbuild_graph.outputs.tally import SketchDone, Tally, UnitDone
 

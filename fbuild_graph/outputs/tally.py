@@ -16,8 +16,7 @@ from attrs import evolve, frozen
 from fbuild_graph.arduino import recipes
 from fbuild_graph.arduino.include_probe import missing_header
 from fbuild_graph.outputs import diagnostics
-from fbuild_graph.model import OK_STATUSES, ActionRecord, ActionStatus, Kind, Owner, OwnerKind, SketchStatus, StepResult
-from fbuild_graph.planning.plan import Step
+from fbuild_graph.model import OK_STATUSES, ActionRecord, ActionStatus, Kind, Owner, OwnerKind, SketchStatus, Step, StepResult
 from fbuild_graph.planning.targets import Target
 
 @frozen

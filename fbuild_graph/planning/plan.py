@@ -11,25 +11,14 @@ The DAG and `tasks.tsv` still show every action.
 
 from __future__ import annotations
 
-from attrs import frozen
 import networkx as nx
 
 from fbuild_graph.planning.graph import actions_of, firmware_step
-from fbuild_graph.model import FRAMEWORK, SKETCH, Action, Kind
+from fbuild_graph.model import FRAMEWORK, SKETCH, Action, Kind, Step
 
 # Dask runs higher priorities first among ready tasks on a worker: finishing a sketch whose archives are
 # ready beats starting another sketch's compile, so results stream out steadily.
 PRIORITY = {"framework": 2, "firmware": 1, "compile": 0}
-
-
-@frozen
-class Step:
-    key: str
-    owner: str
-    resource: str
-    actions: tuple[Action, ...]
-    deps: tuple[str, ...]
-    priority: int
 
 
 def steps(graph: nx.DiGraph, framework_jobs: int, sketch_jobs: int,
