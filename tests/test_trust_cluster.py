@@ -136,6 +136,7 @@ def test_a_broken_worker_beside_a_healthy_one_does_not_fail_sketches(scheduler, 
     out = tmp_path / "out"
     build = _build(address, out, PLATFORM / "libraries" / "Wire" / "examples")
     _, stderr = build.communicate(timeout=300)
+    assert (out / "results.json").exists(), stderr
     report = json.loads((out / "results.json").read_text())
     assert build.returncode == 0, [s["error"] for s in report["sketches"] if s["error"]]
     assert [s["status"] for s in report["sketches"]] == ["ok"] * 7
