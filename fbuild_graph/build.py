@@ -454,14 +454,17 @@ class CoreFirst:
     """Every board's core compiling from the moment the boards are known. Library detection and planning
     take ~0.4 s on a cold build, one core idle meanwhile: so a head start runs the cores' steps on the
     framework slots from then, its results held for the build's collector (head_start.Relay), and is handed
-    the whole plan once made (`hand_over`). Only where nothing it runs can differ from what the plan runs:
-    on our own cluster, with no stage-1 hooks (the libraries' postbuild hook is the core's unit and reads
-    their objects), and with an output folder outside every sketch and library on offer (the full check,
-    _check_out, needs the libraries detected); the plan's steps are checked against its own (`check`)."""
+    the whole plan once made (`hand_over`). On runners (--scheduler) the client connects then and the cores'
+    steps go to the cluster at once (`ahead`), their results handled by the build's run like its own; the
+    sources and libraries follow with the rest. Only where nothing it runs can differ from what the plan
+    runs: with no stage-1 hooks (the libraries' postbuild hook is the core's unit and reads their objects),
+    with an output folder outside every sketch and library on offer (the full check, _check_out, needs the
+    libraries detected), and on runners not in a concurrency group (a run claims its place in the group when
+    its run begins); the plan's steps are checked against its own (`check`)."""
 
     def __init__(self, config: Config, store: Cache, held: contextlib.ExitStack,
-                 progress: Callable[[str], None]) -> None:
-        self._config, self._store, self._held, self._progress = config, store, held, progress
+                 progress: Callable[[str], None], clock: PhaseClock) -> None:
+        self._config, self._store, self._held, self._progress, self._clock = config, store, held, progress, clock
         self.locked = False  # the output folder's lock taken (before anything is written there)
         self.restored: dict[str, str] = {}  # the cores' stage-1 units from the cache
         self.steps: dict[str, Step] = {}  # the steps its head start was given, by key
@@ -470,11 +473,13 @@ class CoreFirst:
         self._units: dict[str, str] = {}  # owner -> stage-1 key of the units it planned
         self._head: Optional[head_start.HeadStart] = None
         self._relay = head_start.Relay()
+        self.client = None  # on runners: the build's client, connected early
+        self.ahead = None  # on runners: the submission of the steps sent (runner.submit_ahead)
 
     def start(self, found: Discovered) -> None:
         config, batch = self._config, found.batch
         read = [*(sk.path for sk in batch.sketches), *(lib.root for libs in batch.offered.values() for lib in libs)]
-        if (config.scheduler or any(matrix.stage1_hooks(board) for board, *_ in found.boards)
+        if ((config.scheduler and config.group) or any(matrix.stage1_hooks(board) for board, *_ in found.boards)
                 or not _outside(found.out, read)):
             return
         fileio.ensure_folder(found.out, "--out")
@@ -494,6 +499,9 @@ class CoreFirst:
         self.restored = stage1.restore_all(self._store, units)
         steps = plan.steps(dag, config.framework_jobs, config.sketch_jobs, cached=frozenset(self.restored))
         self._planned = {step.key: step for step in steps}
+        if config.scheduler:
+            self._send(found, steps, cores[0].identity)
+            return
         self.answered = _answers(steps)
         rest = [step for step in steps if step.key not in self.answered]
         if rest:
@@ -502,6 +510,19 @@ class CoreFirst:
             self._head = self._held.enter_context(head_start.HeadStart(
                 rest, {FRAMEWORK: config.framework_jobs},
                 functools.partial(execute.run_step, cache=_content_cache(self._store)), self._relay, self.answered))
+
+    def _send(self, found: Discovered, steps: Sequence[Step], identity: str) -> None:
+        """The steps to the runners. Their signatures are the runners' own: none is answered from this folder's."""
+        if not steps:
+            return
+        config, started = self._config, time.time()
+        self.client = self._held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs,
+                                                              config.scheduler))
+        self._clock.record("cluster_start", started, time.time())
+        # The cores' steps read the installed platform (on every runner) and write below --out alone.
+        nothing = transfer.Shipment(mirror=transfer.Mirror(roots=(found.out,)), sources={}, digests={})
+        self.ahead = runner.submit_ahead(self.client, steps, nothing,
+                                         fitness.Expectation.of(found.boards[0][0].properties, identity))
 
     def check(self, units: Sequence[fingerprint.Unit], steps: Sequence[Step]) -> None:
         """The plan's units and steps are the ones it started, or it stops: what it ran is then left to the
@@ -513,7 +534,9 @@ class CoreFirst:
             return
         if self._head is not None:
             self._head.stop()
-        self._head, self.steps, self.answered, self.restored = None, {}, {}, {}
+        if self.ahead is not None:
+            self.client.cancel(list(self.ahead.futures.values()))
+        self._head, self.steps, self.answered, self.restored, self.ahead = None, {}, {}, {}, None
 
     def hand_over(self, steps: Sequence[Step], slots: dict[str, int], on_result: Callable[[StepResult], bool],
                   given: Mapping[str, StepResult]) -> Optional[head_start.HeadStart]:
@@ -560,7 +583,7 @@ def compile_many(config: Config, progress: Callable[[str], None], t0: Optional[f
     with contextlib.ExitStack() as held:
         store = held.enter_context(spec.open(warn=progress))
         ccache_state = held.enter_context(tempfile.TemporaryDirectory(prefix="fbuild-graph-ccache-"))
-        core_first = CoreFirst(config, store, held, progress)
+        core_first = CoreFirst(config, store, held, progress, clock)
         prepared = prepare(config, _compiler_cache(config, store, ccache_state), clock, warm and warm.memo,
                            core_first.start)
         if not core_first.locked:  # held from before the first file is written into --out until results.json is
@@ -728,9 +751,11 @@ def _on_cluster(run: Run, answered: Mapping[str, StepResult], clock: PhaseClock,
         elif local:
             early = held.enter_context(head_start.HeadStart(
                 rest, slots_wanted, functools.partial(execute.run_step, cache=cache), collector.on_result, answered))
-        client = held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
-                                                   run.warm and run.warm.clusters))
-        clock.record("cluster_start", start, time.time())
+        client = run.core_first and run.core_first.client
+        if client is None:
+            client = held.enter_context(runner.cluster(config.framework_jobs, config.sketch_jobs, config.scheduler,
+                                                       run.warm and run.warm.clusters))
+            clock.record("cluster_start", start, time.time())
         slots = runner.slots(client)
         finished = early.stop() if early else answered
         if early and not early.go_on:
@@ -739,7 +764,7 @@ def _on_cluster(run: Run, answered: Mapping[str, StepResult], clock: PhaseClock,
         # Workers of our own cluster are this process: their toolchain is ours.
         expected = None if local else fitness.Expectation.of(prepared.boards[0].board.properties)
         runner.run(client, rest, collector.on_result, cache, config.group, config.cancel_in_progress,
-                   remote, expected, finished=finished)
+                   remote, expected, finished=finished, ahead=run.core_first and run.core_first.ahead)
     return slots
 
 

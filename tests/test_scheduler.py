@@ -97,6 +97,48 @@ def test_compile_many_on_an_existing_cluster_keeps_the_limits(dask_cluster, tmp_
         workers[t["resource"]].add(t["worker"])
     assert len(workers["framework"]) == 1 and len(workers["sketch"]) == 1
     assert workers["framework"] != workers["sketch"]
+    # The client connected once the board was known, before libraries were detected, to send the core's
+    # steps ahead (build.CoreFirst; when they start is the workers' affair), and each ran once.
+    phases = {row["phase"]: row for row in read_tsv(out / "phases.tsv")}
+    core = [t for t in tasks if t["key"].startswith("core/")]
+    assert float(phases["cluster_start"]["stop"]) <= float(phases["libraries"]["start"])
+    assert {t["status"] for t in core} == {"ok"} and len(core) == len({t["key"] for t in core})
+
+
+def test_bad_input_found_while_the_core_compiles_on_the_cluster_stops_the_build(dask_cluster, tmp_path, monkeypatch):
+    import attrs
+
+    from fbuild_graph import build
+    from fbuild_graph.errors import FbuildError
+    from fbuild_graph.execution import runner
+    from test_compile_many import _uses_libs
+
+    address, start_worker = dask_cluster
+    start_worker("framework=1", 1)
+    start_worker("sketch=1", 1)
+    _wait_for_workers(address, 2)
+    sent = []
+
+    def send(*args, **kwargs):
+        sent.append(real_send(*args, **kwargs))
+        return sent[-1]
+
+    def failing_detection(*args, **kwargs):
+        raise FbuildError("cannot run the preprocessor for uses_libs.ino: gone")
+
+    real_send, real_detection = runner.submit_ahead, build.detect_libraries
+    monkeypatch.setattr(runner, "submit_ahead", send)
+    monkeypatch.setattr(build, "detect_libraries", failing_detection)
+    config = attrs.evolve(_uses_libs(tmp_path), scheduler=address)
+    with pytest.raises(FbuildError, match="cannot run the preprocessor"):
+        build.compile_many(config, lambda line: None)
+    assert sent and all(key.startswith("core:") for key in sent[0].futures)  # the core's steps had gone ahead
+    # The client is gone with its tasks, the output folder's lock is free, and the next build is whole.
+    assert {future.status for future in sent[0].futures.values()} == {"cancelled"}
+    monkeypatch.setattr(build, "detect_libraries", real_detection)
+    code, report = build.compile_many(config, lambda line: None)
+    assert code == 0 and [s.status for s in report.sketches] == ["ok"]
+    assert (Path(config.out) / "sketches" / "uses_libs" / "firmware.hex").is_file()
 
 
 def test_a_cluster_without_the_resources_is_a_clear_error(dask_cluster):

@@ -39,8 +39,9 @@ class Expectation:
     identity: str
 
     @classmethod
-    def of(cls, props: Mapping[str, str]) -> "Expectation":
-        return cls(properties=tuple(sorted(props.items())), identity=toolchain.identity(props))
+    def of(cls, props: Mapping[str, str], identity: Optional[str] = None) -> "Expectation":
+        """`identity`: toolchain.identity's for `props`, when known already."""
+        return cls(properties=tuple(sorted(props.items())), identity=identity or toolchain.identity(props))
 
 
 def problem(props: Mapping[str, str]) -> Optional[str]:

@@ -20,7 +20,7 @@ import threading
 from typing import Callable, Mapping, Optional, Sequence
 
 from fbuild_graph.execution import availability
-from fbuild_graph.execution import supersede
+from fbuild_graph.execution import supersede, transfer
 from fbuild_graph.caches.cache import CacheSpec
 from fbuild_graph.errors import FbuildError
 from fbuild_graph.execution.execute import CommandRunner, kill_running, raised, run_steps
@@ -195,7 +195,7 @@ SCHEDULER_LOST = "scheduler-connection-lost"
 def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], cache: Optional[CacheSpec],
         group: Optional[str] = None, claim: bool = False, shipment: Optional[Shipment] = None,
         expected: Optional[Expectation] = None, commands: Optional[CommandRunner] = None,
-        finished: Mapping[str, StepResult] = {}) -> None:
+        finished: Mapping[str, StepResult] = {}, ahead: Optional["_Submission"] = None) -> None:
     """Submit every step, then hand each result to `on_result` as it finishes. `on_result` returns False
     to stop the build: the remaining tasks are cancelled and their running tools killed. Tasks open
     `cache` themselves for the actions they cache by content. In a concurrency `group` (claimed when
@@ -205,7 +205,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
     cluster and its tasks run elsewhere (see fitness.py). ClusterFault is raised when the scheduler is lost,
     or when no worker has offered a resource that unfinished steps need for the grace period. `commands`
     replaces the tools' runner on an in-process cluster (tests pass a fake: see execute.spawn). `finished`
-    holds the results of steps already run (head_start.py), handed to their dependents as they are."""
+    holds the results of steps already run (head_start.py), handed to their dependents as they are; `ahead`
+    holds steps submitted before (submit_ahead), whose results are handled as this run's own."""
     from distributed import as_completed
 
     run_id = supersede.new_run_id()
@@ -220,19 +221,10 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
 
     grace = availability.grace_seconds()
     watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
-    remote = {}
-    if shipment is not None:
-        # One object, on every worker from the start: every worker needs it, and held by one worker only it
-        # would draw every task to that worker (the scheduler counts the transfer a task's data needs).
-        remote = {"mirror": shipment.mirror,
-                  "sources": client.scatter([(shipment.sources, shipment.digests)], hash=False, broadcast=True)[0]}
-    if expected is not None:
-        remote["expected"] = client.scatter([expected], hash=False, broadcast=True)[0]
-    if commands is not None:
-        remote["commands"] = commands
-    submission = _Submission(client, steps, dict(
-        cache=cache, cancel_event=supersede.cancel_event_name(run_id) if group else None, pure=False, **remote),
-        run_id, finished, slots(client)[SKETCH])
+    options = _task_options(client, cache, supersede.cancel_event_name(run_id) if group else None, shipment,
+                            expected, commands)
+    submission = _Submission(client, steps, options, run_id, finished, slots(client)[SKETCH],
+                             ahead.futures if ahead else {})
     # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
     unfinished = {step.key: step.resource for step in steps if step.key not in finished}
     unfinished_lock = threading.Lock()
@@ -282,6 +274,47 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
         raise ClusterFault(watchdog.error)
 
 
+def submit_ahead(client, steps: Sequence[Step], shipment: Shipment, expected: Optional[Expectation]) -> "_Submission":
+    """Stage-1 steps sent before the build's run (build.CoreFirst on runners: the cores' steps, which read
+    none of the client's files), each a task, with their dependencies, for run(ahead=...). The submission
+    holds their futures (`futures`, by step key) and the data scattered for them, which nothing could
+    recompute if a worker holding it left; all is released with the client if the build ends first."""
+    submission = _Submission(client, steps, _task_options(client, None, None, shipment, expected, None),
+                             supersede.new_run_id(), {}, slots(client)[SKETCH])
+    submission.first()
+    return submission
+
+
+def _task_options(client, cache: Optional[CacheSpec], cancel_event: Optional[str], shipment: Optional[Shipment],
+                  expected: Optional[Expectation], commands: Optional[CommandRunner]) -> dict:
+    """The keyword arguments of every task of a run (execute.run_step's)."""
+    remote = {}
+    if shipment is not None:
+        remote = {"mirror": shipment.mirror, "sources": _everywhere(client, (shipment.sources, shipment.digests))}
+    if expected is not None:
+        remote["expected"] = _everywhere(client, expected)
+    if commands is not None:
+        remote["commands"] = commands
+    return dict(cache=cache, cancel_event=cancel_event, pure=False, **remote)
+
+
+def _everywhere(client, value):
+    """`value`, which every task of a run reads, as the result of a task that returns it, on every worker.
+    Not scattered: scattered data is lost with the last worker holding it (a runner whose toolchain fails
+    leaves at its first task, perhaps while data is being copied to it), and every task reading it fails
+    ("lost dependencies"); a task's result is computed again. On every worker from the start: held by one
+    worker only it would draw every task to that worker (the scheduler counts the transfer a task's data
+    needs)."""
+    future = client.submit(transfer.returned, value, pure=False)
+    # Placement only: a worker leaving mid-copy makes replicate raise (a KeyError, a closed comm), and the
+    # value stays computable, fetched by a task wherever it runs.
+    try:
+        client.replicate([future])
+    except Exception:
+        pass
+    return future
+
+
 class _Submission:
     """Steps go to the scheduler a window at a time: every stage-1 step at once (few, and their slots must
     never wait behind sketches), sketch steps in plan order while at most WINDOW of them are unfinished.
@@ -295,21 +328,27 @@ class _Submission:
     WINDOW = 256
 
     def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str,
-                 finished: Mapping[str, StepResult], sketch_slots: int):
+                 finished: Mapping[str, StepResult], sketch_slots: int, ahead: Mapping[str, object] = {}):
         self.client, self.options, self.run_id, self.sketch_slots = client, options, run_id, sketch_slots
-        left = [step for step in steps if step.key not in finished]
+        left = [step for step in steps if step.key not in finished and step.key not in ahead]
         self.stage1 = [step for step in left if step.resource == FRAMEWORK]
         self.rest = collections.deque(step for step in left if step.resource != FRAMEWORK)
         # Step key -> the future of its task, or (a step run before the cluster) its result.
         self.futures: dict[str, object] = {key: (result,) for key, result in finished.items()}
         self.batches: dict[str, tuple[Step, ...]] = {}  # task key -> its steps
         self.holding = collections.Counter()  # task key -> steps of it whose result may still be needed
-        self.waiting_dependents = collections.Counter(d for step in steps for d in step.deps)
+        sent = [step for step in steps if step.key in ahead]  # one step a task (submit_ahead)
+        self.ahead = [ahead[step.key] for step in sent]
+        for step in sent:
+            future = ahead[step.key]
+            self.futures[step.key], self.batches[future.key], self.holding[future.key] = future, (step,), 1
+        # Dependents submitted ahead hold their dependencies already.
+        self.waiting_dependents = collections.Counter(d for step in steps if step.key not in ahead for d in step.deps)
         self.done: set[str] = set(finished)
         self.open = 0  # sketch steps submitted and not finished
 
     def first(self) -> list:
-        return [*(self._submit((step,)) for step in self.stage1), *self._more()]
+        return [*self.ahead, *(self._submit((step,)) for step in self.stage1), *self._more()]
 
     def batch_of(self, future) -> tuple[Step, ...]:
         return self.batches[future.key]
