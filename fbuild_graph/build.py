@@ -762,7 +762,8 @@ def _on_cluster(run: Run, answered: Mapping[str, StepResult], clock: PhaseClock,
             return slots
         remote = None if local else _shipment(prepared, run.restored)
         # Workers of our own cluster are this process: their toolchain is ours.
-        expected = None if local else fitness.Expectation.of(prepared.boards[0].board.properties)
+        first = prepared.boards[0]
+        expected = None if local else fitness.Expectation.of(first.board.properties, first.identity)
         runner.run(client, rest, collector.on_result, cache, config.group, config.cancel_in_progress,
                    remote, expected, finished=finished, ahead=run.core_first and run.core_first.ahead)
     return slots

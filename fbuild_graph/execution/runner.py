@@ -277,8 +277,8 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
 def submit_ahead(client, steps: Sequence[Step], shipment: Shipment, expected: Optional[Expectation]) -> "_Submission":
     """Stage-1 steps sent before the build's run (build.CoreFirst on runners: the cores' steps, which read
     none of the client's files), each a task, with their dependencies, for run(ahead=...). The submission
-    holds their futures (`futures`, by step key) and the data scattered for them, which nothing could
-    recompute if a worker holding it left; all is released with the client if the build ends first."""
+    holds their futures (`futures`, by step key) and what they read (_everywhere) until the run has them;
+    all is released with the client if the build ends first."""
     submission = _Submission(client, steps, _task_options(client, None, None, shipment, expected, None),
                              supersede.new_run_id(), {}, slots(client)[SKETCH])
     submission.first()
