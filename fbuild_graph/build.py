@@ -653,13 +653,19 @@ def _cpu_seconds() -> dict[str, float]:
 
 def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipment:
     """For workers that share no disk with us: the sketches, the user libraries (each installed platform's
-    own are on every worker host) and the stage-1 files that came from our cache."""
+    own are on every worker host) and the stage-1 files that came from our cache. Of a sketch, what its build
+    reads: its `.ino` files and those copied beside the merged source (the IDE's examples hold 5 MB of
+    pictures besides 0.3 MB of them); all of its folder when a platform hook, which may read anything there,
+    runs."""
     platforms = tuple(b.board.platform_path + os.sep for b in prepared.boards)
     libs = [lib.root for b in prepared.boards for lib in b.discovery.libraries if not lib.root.startswith(platforms)]
-    sketch_dirs = list(dict.fromkeys(t.sketch.path for t in prepared.targets))
+    sketches = list({t.sketch.path: t.sketch for t in prepared.targets}.values())
+    hooked = any(key.startswith("recipe.hooks.") for b in prepared.boards for key in b.board.properties)
+    read = [sk.path for sk in sketches] if hooked else [
+        path for sk in sketches for path in (*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files))]
     cached = [path for unit in prepared.units if unit.owner in restored for _, path in unit.outputs]
-    mirror = transfer.Mirror(roots=tuple(dict.fromkeys([prepared.out, *sketch_dirs, *libs])))
-    sources, digests = transfer.read_sources(list(dict.fromkeys([*sketch_dirs, *libs, *cached])))
+    mirror = transfer.Mirror(roots=tuple(dict.fromkeys([prepared.out, *(sk.path for sk in sketches), *libs])))
+    sources, digests = transfer.read_sources(list(dict.fromkeys([*read, *libs, *cached])))
     return transfer.Shipment(mirror=mirror, sources=sources, digests=digests)
 
 

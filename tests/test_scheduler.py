@@ -187,11 +187,21 @@ def test_two_runners_share_the_work_and_build_the_same_bytes_as_a_local_cluster(
     # memory once a second (worker.serve).
     assert set(_on_workers(address, _worker_state).values()) == {(True, False, "1s")}
     sketches = PLATFORM / "libraries"
+    # A sketch as the IDE's examples are: a picture of its wiring beside its sources.
+    pictured = tmp_path / "Pictured"
+    pictured.mkdir()
+    (pictured / "Pictured.ino").write_text('#include "pins.h"\nvoid setup() { pinMode(LED, OUTPUT); }\nvoid loop() {}\n')
+    (pictured / "pins.h").write_text("#define LED 13\n")
+    (pictured / "layout.png").write_bytes(b"\x89PNG" + bytes(range(256)) * 64)
     remote, local = tmp_path / "remote", tmp_path / "local"
     proc = run_cli("compile-many", "--board", "uno", "--scheduler", address, "--cache-mode", "off", "-o", str(remote),
-                   str(sketches))
+                   str(sketches), str(pictured))
     assert proc.returncode == 0, proc.stderr
-    assert run_cli("compile-many", "--board", "uno", "--cache-mode", "off", "-o", str(local), str(sketches)).returncode == 0
+    assert run_cli("compile-many", "--board", "uno", "--cache-mode", "off", "-o", str(local), str(sketches),
+                   str(pictured)).returncode == 0
+    # What the sketch's build reads went to the runners; its picture, which no tool reads, did not.
+    assert list(tmp_path.glob("runner*/fbuild-graph-mirror/**/Pictured/pins.h"))
+    assert not list(tmp_path.glob("runner*/fbuild-graph-mirror/**/layout.png"))
     per_worker: dict[str, int] = {}
     for t in read_tsv(remote / "tasks.tsv"):
         per_worker[t["worker"]] = per_worker.get(t["worker"], 0) + 1

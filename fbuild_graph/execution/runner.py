@@ -221,8 +221,10 @@ def run(client, steps: Sequence[Step], on_result: Callable[[StepResult], bool], 
 
     grace = availability.grace_seconds()
     watcher = supersede.Watcher(client, group, run_id, claim, stop_waiting) if group else None
+    # The toolchain the steps sent ahead check is on every worker by now: this run's tasks read it there.
+    sent = ahead.options["expected"] if ahead and expected is not None and ahead.expected == expected else None
     options = _task_options(client, cache, supersede.cancel_event_name(run_id) if group else None, shipment,
-                            expected, commands)
+                            expected, commands, sent)
     submission = _Submission(client, steps, options, run_id, finished, slots(client)[SKETCH],
                              ahead.futures if ahead else {})
     # The resource class of every step not finished yet: what the watchdog needs some worker to offer.
@@ -280,19 +282,20 @@ def submit_ahead(client, steps: Sequence[Step], shipment: Shipment, expected: Op
     holds their futures (`futures`, by step key) and what they read (_everywhere) until the run has them;
     all is released with the client if the build ends first."""
     submission = _Submission(client, steps, _task_options(client, None, None, shipment, expected, None),
-                             supersede.new_run_id(), {}, slots(client)[SKETCH])
+                             supersede.new_run_id(), {}, slots(client)[SKETCH], expected=expected)
     submission.first()
     return submission
 
 
 def _task_options(client, cache: Optional[CacheSpec], cancel_event: Optional[str], shipment: Optional[Shipment],
-                  expected: Optional[Expectation], commands: Optional[CommandRunner]) -> dict:
-    """The keyword arguments of every task of a run (execute.run_step's)."""
+                  expected: Optional[Expectation], commands: Optional[CommandRunner], expected_sent=None) -> dict:
+    """The keyword arguments of every task of a run (execute.run_step's); `expected_sent`, the future of
+    `expected` sent before (by submit_ahead)."""
     remote = {}
     if shipment is not None:
         remote = {"mirror": shipment.mirror, "sources": _everywhere(client, (shipment.sources, shipment.digests))}
     if expected is not None:
-        remote["expected"] = _everywhere(client, expected)
+        remote["expected"] = expected_sent if expected_sent is not None else _everywhere(client, expected)
     if commands is not None:
         remote["commands"] = commands
     return dict(cache=cache, cancel_event=cancel_event, pure=False, **remote)
@@ -302,17 +305,22 @@ def _everywhere(client, value):
     """`value`, which every task of a run reads, as the result of a task that returns it, on every worker.
     Not scattered: scattered data is lost with the last worker holding it (a runner whose toolchain fails
     leaves at its first task, perhaps while data is being copied to it), and every task reading it fails
-    ("lost dependencies"); a task's result is computed again. On every worker from the start: held by one
-    worker only it would draw every task to that worker (the scheduler counts the transfer a task's data
-    needs)."""
+    ("lost dependencies"); a task's result is computed again. Copied to every worker (replicate) while the
+    run's tasks are submitted: held by one worker only it would draw every task to that worker (the
+    scheduler counts the transfer a task's data needs); waiting for the copies held the first sketch back
+    ~0.3 s on two runners."""
     future = client.submit(transfer.returned, value, pure=False)
-    # Placement only: a worker leaving mid-copy makes replicate raise (a KeyError, a closed comm), and the
-    # value stays computable, fetched by a task wherever it runs.
+    threading.Thread(target=_replicate, args=(client, future), name="fbuild-graph-replicate", daemon=True).start()
+    return future
+
+
+def _replicate(client, future) -> None:
+    # Placement only: a worker leaving mid-copy makes replicate raise (a KeyError, a closed comm), as does a
+    # client closed first (a short build), and the value stays computable, fetched by a task wherever it runs.
     try:
         client.replicate([future])
     except Exception:
         pass
-    return future
 
 
 class _Submission:
@@ -328,8 +336,10 @@ class _Submission:
     WINDOW = 256
 
     def __init__(self, client, steps: Sequence[Step], options: dict, run_id: str,
-                 finished: Mapping[str, StepResult], sketch_slots: int, ahead: Mapping[str, object] = {}):
+                 finished: Mapping[str, StepResult], sketch_slots: int, ahead: Mapping[str, object] = {},
+                 expected: Optional[Expectation] = None):
         self.client, self.options, self.run_id, self.sketch_slots = client, options, run_id, sketch_slots
+        self.expected = expected  # the toolchain its tasks check (options["expected"] its future)
         left = [step for step in steps if step.key not in finished and step.key not in ahead]
         self.stage1 = [step for step in left if step.resource == FRAMEWORK]
         self.rest = collections.deque(step for step in left if step.resource != FRAMEWORK)
