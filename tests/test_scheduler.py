@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,9 +25,15 @@ BIN = Path(sys.executable).parent
 def scheduler(tmp_path):
     """A real scheduler on loopback; yields (address, procs): processes appended to procs are stopped
     first, then the scheduler."""
+    with _scheduler(tmp_path, [str(BIN / "dask"), "scheduler"]) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _scheduler(tmp_path, command: list[str]):
     scheduler_file = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+    procs = [subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(scheduler_file)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         deadline = time.time() + 60
@@ -149,6 +156,20 @@ def test_a_cluster_without_the_resources_is_a_clear_error(dask_cluster):
                    str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
     assert proc.returncode == 2
     assert "offers the framework resource" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_scheduler_that_cannot_load_our_tasks_is_a_clear_error(tmp_path):
+    # distributed's scheduler unpickles the tasks it is sent: one where fbuild-graph cannot be imported
+    # refused them all, and the build said it had lost the scheduler.
+    without_us = ("import sys; sys.modules['fbuild_graph'] = None; "
+                  "from distributed.cli.dask_scheduler import main; main()")
+    with _scheduler(tmp_path, [sys.executable, "-c", without_us]) as (address, _):
+        proc = run_cli("compile-many", "--board", "uno", "--scheduler", address, "-o", str(tmp_path / "out"),
+                       str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
+        assert proc.returncode == 2
+        error = proc.stderr.strip().splitlines()[-1]
+        assert f"the Dask scheduler at {address} cannot load fbuild-graph's tasks" in error, proc.stderr
+        assert "install fbuild-graph" in error and "Traceback" not in proc.stderr
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from fbuild_graph import __version__
 from fbuild_graph.execution import fitness
 from fbuild_graph.caches import signature
 from fbuild_graph.execution import transfer
@@ -151,6 +152,11 @@ def run_steps(steps: tuple[Step, ...], *deps: tuple[StepResult, ...], **options)
     for step in steps:
         results[step.key] = run_step(step, *(results[d] for d in step.deps), **options)
     return tuple(results[step.key] for step in steps)
+
+
+def code_version() -> str:
+    """Which fbuild-graph runs where this module was loaded (a scheduler asked by runner.cluster)."""
+    return __version__
 
 
 def raised(step: Step, task: str, exc: BaseException) -> StepResult:

@@ -19,11 +19,12 @@ import sys
 import threading
 from typing import Callable, Mapping, Optional, Sequence
 
+from fbuild_graph import __version__
 from fbuild_graph.execution import availability
 from fbuild_graph.execution import supersede, transfer
 from fbuild_graph.caches.cache import CacheSpec
 from fbuild_graph.errors import FbuildError
-from fbuild_graph.execution.execute import CommandRunner, kill_running, raised, run_steps
+from fbuild_graph.execution.execute import CommandRunner, code_version, kill_running, raised, run_steps
 from fbuild_graph.execution.fitness import Expectation
 from fbuild_graph.model import FRAMEWORK, SKETCH, Step, StepResult
 from fbuild_graph.execution.transfer import Shipment
@@ -54,6 +55,7 @@ def cluster(framework_jobs: int, sketch_jobs: int, scheduler: Optional[str] = No
         except (OSError, TimeoutError) as exc:
             raise FbuildError(f"cannot reach Dask scheduler {scheduler}: {exc}; start it or fix --scheduler") from None
         try:
+            _check_task_code(client, scheduler)
             _check_resources(client, scheduler)
             yield client
         finally:
@@ -171,6 +173,19 @@ def slots(client) -> dict[str, int]:
             if name in total:
                 total[name] += int(amount)
     return total
+
+
+def _check_task_code(client, scheduler: str) -> None:
+    """distributed's scheduler unpickles the tasks it is sent: where fbuild-graph is not installed it refuses
+    every one, and the client only sees the scheduler close its connection ("lost the scheduler")."""
+    try:
+        theirs = client.run_on_scheduler(code_version)
+    except ImportError as exc:
+        raise FbuildError(f"the Dask scheduler at {scheduler} cannot load fbuild-graph's tasks ({exc}); install "
+                          f"fbuild-graph {__version__} where the scheduler runs, as on the runners") from None
+    if theirs != __version__:
+        raise FbuildError(f"the Dask scheduler at {scheduler} runs fbuild-graph {theirs}, this is {__version__}; "
+                          "install the same version where the scheduler runs")
 
 
 def _check_resources(client, scheduler: str) -> None:
