@@ -158,18 +158,37 @@ def test_a_cluster_without_the_resources_is_a_clear_error(dask_cluster):
     assert "offers the framework resource" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# Where fbuild-graph cannot be imported (a host it was not installed on).
+WITHOUT_US = "import sys; sys.modules['fbuild_graph'] = None; from distributed.cli.{} import main; main()"
+
+
 def test_a_scheduler_that_cannot_load_our_tasks_is_a_clear_error(tmp_path):
-    # distributed's scheduler unpickles the tasks it is sent: one where fbuild-graph cannot be imported
-    # refused them all, and the build said it had lost the scheduler.
-    without_us = ("import sys; sys.modules['fbuild_graph'] = None; "
-                  "from distributed.cli.dask_scheduler import main; main()")
-    with _scheduler(tmp_path, [sys.executable, "-c", without_us]) as (address, _):
-        proc = run_cli("compile-many", "--board", "uno", "--scheduler", address, "-o", str(tmp_path / "out"),
-                       str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
-        assert proc.returncode == 2
-        error = proc.stderr.strip().splitlines()[-1]
-        assert f"the Dask scheduler at {address} cannot load fbuild-graph's tasks" in error, proc.stderr
-        assert "install fbuild-graph" in error and "Traceback" not in proc.stderr
+    # distributed's scheduler unpickles the tasks it is sent: this one refused them all, and the build said
+    # it had lost the scheduler.
+    with _scheduler(tmp_path, [sys.executable, "-c", WITHOUT_US.format("dask_scheduler")]) as (address, _):
+        _expect_cannot_load(tmp_path, address, f"the Dask scheduler at {address}")
+
+
+def test_a_worker_that_cannot_load_our_tasks_is_a_clear_error(scheduler, tmp_path):
+    # It closed at its first task, and the build waited 30 s to say that no worker offered its resource.
+    address, procs = scheduler
+    for command, resource in ((WITHOUT_US.format("dask_worker"), "framework"),
+                              ("from distributed.cli.dask_worker import main; main()", "sketch")):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", command, address, "--nthreads", "1", "--resources", f"{resource}=1",
+             "--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path / resource)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    _wait_for_workers(address, 2)
+    _expect_cannot_load(tmp_path, address, "worker tcp://127.0.0.1:")
+
+
+def _expect_cannot_load(tmp_path, address: str, who: str) -> None:
+    proc = run_cli("compile-many", "--board", "uno", "--scheduler", address, "-o", str(tmp_path / "out"),
+                   str(PLATFORM / "libraries" / "Wire" / "examples" / "master_reader"))
+    assert proc.returncode == 2
+    error = proc.stderr.strip().splitlines()[-1]
+    assert f"{who}" in error and "cannot load fbuild-graph's tasks" in error, proc.stderr
+    assert "install fbuild-graph" in error and "Traceback" not in proc.stderr
 
 
 @pytest.fixture

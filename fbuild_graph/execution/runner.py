@@ -176,16 +176,22 @@ def slots(client) -> dict[str, int]:
 
 
 def _check_task_code(client, scheduler: str) -> None:
-    """distributed's scheduler unpickles the tasks it is sent: where fbuild-graph is not installed it refuses
-    every one, and the client only sees the scheduler close its connection ("lost the scheduler")."""
+    """distributed's scheduler and workers unpickle the tasks they are sent: where fbuild-graph cannot be
+    imported, or is another version, the scheduler refuses every task (the client only sees its connection
+    close: "lost the scheduler") and a worker closes at its first one. Workers that join later are not asked."""
     try:
-        theirs = client.run_on_scheduler(code_version)
+        answers = {f"the Dask scheduler at {scheduler}": client.run_on_scheduler(code_version)}
     except ImportError as exc:
-        raise FbuildError(f"the Dask scheduler at {scheduler} cannot load fbuild-graph's tasks ({exc}); install "
-                          f"fbuild-graph {__version__} where the scheduler runs, as on the runners") from None
-    if theirs != __version__:
-        raise FbuildError(f"the Dask scheduler at {scheduler} runs fbuild-graph {theirs}, this is {__version__}; "
-                          "install the same version where the scheduler runs")
+        answers = {f"the Dask scheduler at {scheduler}": exc}
+    answers.update((f"worker {address}", answer)
+                   for address, answer in sorted(client.run(code_version, on_error="return").items()))
+    for who, answer in answers.items():
+        if isinstance(answer, BaseException):
+            raise FbuildError(f"{who} cannot load fbuild-graph's tasks ({answer}); install fbuild-graph "
+                              f"{__version__} where it runs, as on the runners")
+        if answer != __version__:
+            raise FbuildError(f"{who} runs fbuild-graph {answer}, this is {__version__}; install the same version "
+                              "where it runs")
 
 
 def _check_resources(client, scheduler: str) -> None:
