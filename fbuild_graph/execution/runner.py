@@ -337,10 +337,11 @@ def _everywhere(client, value):
 
 def _replicate(client, future) -> None:
     # Placement only: a worker leaving mid-copy makes replicate raise (a KeyError, a closed comm), as does a
-    # client closed first (a short build), and the value stays computable, fetched by a task wherever it runs.
+    # client closed first (a short build: asyncio's CancelledError, no Exception), and the value stays
+    # computable, fetched by a task wherever it runs. Nothing here may print a thread's traceback.
     try:
         client.replicate([future])
-    except Exception:
+    except BaseException:
         pass
 
 
