@@ -660,7 +660,7 @@ def _shipment(prepared: Prepared, restored: Mapping[str, str]) -> transfer.Shipm
     platforms = tuple(b.board.platform_path + os.sep for b in prepared.boards)
     libs = [lib.root for b in prepared.boards for lib in b.discovery.libraries if not lib.root.startswith(platforms)]
     sketches = list({t.sketch.path: t.sketch for t in prepared.targets}.values())
-    hooked = any(key.startswith("recipe.hooks.") for b in prepared.boards for key in b.board.properties)
+    hooked = any(matrix.any_hooks(b.board) for b in prepared.boards)
     read = [sk.path for sk in sketches] if hooked else [
         path for sk in sketches for path in (*sk.inos, *(os.path.join(sk.path, rel) for rel in sk.files))]
     cached = [path for unit in prepared.units if unit.owner in restored for _, path in unit.outputs]

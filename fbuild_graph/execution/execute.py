@@ -155,7 +155,7 @@ def run_steps(steps: tuple[Step, ...], *deps: tuple[StepResult, ...], **options)
 
 
 def code_version() -> str:
-    """Which fbuild-graph runs where this module was loaded (a scheduler asked by runner.cluster)."""
+    """Which fbuild-graph runs where this module was loaded (the scheduler and workers runner.cluster asks)."""
     return __version__
 
 

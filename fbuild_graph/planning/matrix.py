@@ -85,3 +85,8 @@ def differing_macros(mine: Sequence[Action], theirs: Sequence[Action]) -> Option
 def stage1_hooks(board: Board) -> bool:
     """Whether the board's platform has hooks around its core or libraries (what they do is unknown)."""
     return any(key.startswith(("recipe.hooks.core.", "recipe.hooks.libraries.")) for key in board.properties)
+
+
+def any_hooks(board: Board) -> bool:
+    """Whether the board's platform has hooks at all (one may read any file of a sketch's folder)."""
+    return any(key.startswith("recipe.hooks.") for key in board.properties)
