@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fbuild_graph.arduino import installs
+from fbuild_graph.caches import signature
 
 # Every test process, and every build a test starts, gets a cache of its own: builds must not hit entries
 # another test left behind. The session-wide build uses this one; each test gets a fresh one below.
@@ -54,6 +55,12 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: int = 600
 def read_tsv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
+
+
+def signed(folder: Path) -> list[Path]:
+    """The files under `folder` that carry an action's signature (the first outputs of actions that ran there)."""
+    return [p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(signature.SUFFIX)
+            and signature.recorded(str(p)) is not None]
 
 
 def make_sketch(root: Path, name: str, body: str, markers: tuple[str, ...] = ()) -> Path:

@@ -6,6 +6,7 @@ the test says so."""
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 import threading
@@ -361,3 +362,52 @@ def test_depfiles_are_read_as_make_reads_them(tmp_path, text, headers):
     path = tmp_path / "x.d"
     path.write_text(text)
     assert signature.depfile_headers(str(path)) == headers
+
+
+def _signed_action(tmp_path: Path) -> Action:
+    source, obj = tmp_path / "a.cpp", tmp_path / "a.cpp.o"
+    source.write_text("int a;\n")
+    obj.write_bytes(b"object")
+    return Action(key="sketch:a:a.cpp", kind="compile", owner="sketch:a", resource=SKETCH, step="sketch:a:a.cpp",
+                  argv=("avr-g++", "-c", str(source), "-o", str(obj)), inputs=(str(source),), outputs=(str(obj),))
+
+
+def test_a_signature_is_kept_on_the_output_and_changes_with_an_input(tmp_path):
+    action = _signed_action(tmp_path)
+    signature.record(action, action.command_line)
+    assert signature.up_to_date(action, action.command_line)
+    assert not list(tmp_path.glob("*" + signature.SUFFIX))  # no file of its own
+    (tmp_path / "a.cpp").write_text("int a = 1;\n")
+    assert not signature.up_to_date(action, action.command_line)
+    signature.record(action, action.command_line)
+    signature.forget(action)
+    assert not signature.up_to_date(action, action.command_line)
+
+
+def test_without_attributes_a_signature_goes_to_a_file_beside_the_output(tmp_path, monkeypatch):
+    def unsupported(*args):
+        raise OSError(95, "Operation not supported")  # EOPNOTSUPP: a filesystem without user attributes
+
+    monkeypatch.setattr(signature.os, "setxattr", unsupported)
+    monkeypatch.setattr(signature.os, "getxattr", unsupported)
+    action = _signed_action(tmp_path)
+    signature.record(action, action.command_line)
+    assert (tmp_path / ("a.cpp.o" + signature.SUFFIX)).is_file()
+    assert signature.up_to_date(action, action.command_line)
+    signature.forget(action)
+    assert not (tmp_path / ("a.cpp.o" + signature.SUFFIX)).exists()
+    assert not signature.up_to_date(action, action.command_line)
+
+
+def test_an_output_linked_from_a_store_gets_its_signature_in_a_file_not_on_the_stored_file(tmp_path):
+    action = _signed_action(tmp_path)
+    stored = tmp_path / "store-entry"
+    obj = Path(action.outputs[0])
+    obj.unlink()
+    stored.write_bytes(b"object")
+    os.link(stored, obj)  # as the content cache places a read-only stored file
+    signature.record(action, action.command_line)
+    assert signature.up_to_date(action, action.command_line)
+    assert (tmp_path / ("a.cpp.o" + signature.SUFFIX)).is_file()
+    with pytest.raises(OSError):
+        os.getxattr(stored, signature.ATTRIBUTE)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PLATFORM, needs_toolchain, read_tsv, run_cli
+from conftest import PLATFORM, needs_toolchain, read_tsv, run_cli, signed
 
 pytestmark = needs_toolchain
 TOOL_KINDS = {"compile", "archive", "link", "eep", "hex", "size"}
@@ -38,6 +38,8 @@ def ran(tasks: dict[str, dict[str, str]]) -> set[str]:
 def test_a_second_build_with_nothing_changed_runs_no_tool(workspace):
     first = build(workspace)
     assert len(ran(first)) > 30
+    # Each action's signature is on its first output: no file of its own (the disk's costliest operation).
+    assert len(signed(workspace[2])) >= len(ran(first)) and not list(workspace[2].rglob("*.fbsig"))
     hexes = {p: p.read_bytes() for p in workspace[2].glob("sketches/*/firmware.hex")}
     second = build(workspace)
     assert ran(second) == set()
@@ -72,6 +74,8 @@ def test_an_interrupted_output_without_signature_is_rebuilt(workspace):
     build(workspace)
     out = workspace[2]
     obj = out / "sketches" / "master_reader" / "build" / "sketch" / "master_reader.ino.cpp.o"
-    obj.write_bytes(obj.read_bytes()[:100])  # what a killed compiler leaves behind
-    Path(str(obj) + ".fbsig").unlink()
+    # What a killed compiler leaves behind: a new, partial file (the old one was removed before it ran).
+    partial = obj.read_bytes()[:100]
+    obj.unlink()
+    obj.write_bytes(partial)
     assert "sketch/master_reader/master_reader.ino.cpp.o" in ran(build(workspace))
