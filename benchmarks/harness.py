@@ -51,8 +51,9 @@ import cluster
 import compare
 import first
 import sweep
-from common import (BOARD, EXAMPLE_COUNT, IDE_EXAMPLES, Bench, Run, at_least, example_sketches, fail, find_tools,
-                    given_sketches, ide_examples, ide_sketches, machine_lines, make_sketch_set, probe, write_outputs)
+from common import (BOARD, EXAMPLE_COUNT, IDE_EXAMPLES, Bench, Run, at_least, example_sketches, fail, file_cost_line,
+                    find_tools, given_sketches, ide_examples, ide_sketches, machine_lines, make_sketch_set, probe,
+                    write_outputs)
 
 SUITES = {"compare": compare, "cache": cache, "sweep": sweep, "cluster": cluster, "first": first}
 DEFAULT_SUITES = "compare,cache,sweep"
@@ -94,7 +95,7 @@ def main() -> int:
     header = [*machine_lines(tools),
               f"{len(whole)} sketches{left_out} ({args.copies} x {origin}{limited}); suites {', '.join(args.suites)}; "
               f"{args.reps} repetition(s); framework jobs {bench.framework_jobs}, sketch jobs {bench.sketch_jobs}; "
-              f"work dir {workdir}"]
+              f"work dir {workdir}", file_cost_line(workdir)]
     print("\n".join(header) + "\n", flush=True)
 
     runs: list[Run] = []

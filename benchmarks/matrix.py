@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import TextIO
 
 from common import (COLD, EXAMPLE_COUNT, IDE_EXAMPLES, Bench, Run, at_least, compile_many, done, example_sketches,
-                    find_tools, given_sketches, ide_examples, ide_sketches, machine_lines, median, of, probe, summed,
-                    write, write_outputs)
+                    file_cost_line, find_tools, given_sketches, ide_examples, ide_sketches, machine_lines, median, of,
+                    probe, summed, write, write_outputs)
 from compare import ninja_build
 
 SUITE = "matrix"
@@ -114,7 +114,7 @@ def main() -> int:
     sets: dict[str, Bench] = {}
     if args.set in ("core", "both"):
         sets["core"] = Bench(tools, workdir, given_sketches([str(s) for s in core]), *jobs)
-    header = [*machine_lines(tools)]
+    header = [*machine_lines(tools), file_cost_line(workdir)]
     if args.set in ("ide", "both"):
         examples = ide_examples(Path(args.ide_examples), workdir)
         found = ide_sketches(examples)

@@ -11,6 +11,7 @@ Targets (issue 15): 10,000 targets planned and scheduled in under 5 s and 300 MB
 memory at 1,000 targets at most 1.2x that at 100.
 
     python benchmarks/scale.py [--sizes 100,1000,10000] [--boards 10]
+    TMPDIR=/dev/shm python benchmarks/scale.py      # the same without the disk: what the Python costs
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import file_cost_line
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -93,6 +96,7 @@ def main() -> int:
     if 10000 in by_size:
         big = by_size[10000]
         lines.append(f"10,000 targets: {big['total_s']:.1f} s (target < 5), {big['peak_mb']:.0f} MB (target < 300)")
+    lines.append(file_cost_line(Path(tempfile.gettempdir())) + "; the temporary folders are made under TMPDIR")
     text = "\n".join(lines) + "\n"
     print(text, end="")
     RESULTS.mkdir(exist_ok=True)
