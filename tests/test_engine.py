@@ -411,3 +411,11 @@ def test_an_output_linked_from_a_store_gets_its_signature_in_a_file_not_on_the_s
     assert (tmp_path / ("a.cpp.o" + signature.SUFFIX)).is_file()
     with pytest.raises(OSError):
         os.getxattr(stored, signature.ATTRIBUTE)
+
+
+def test_forgetting_removes_the_signature_of_an_output_linked_elsewhere(tmp_path):
+    action = _signed_action(tmp_path)
+    signature.record(action, action.command_line)
+    os.link(action.outputs[0], tmp_path / "firmware-copy")  # as the firmware is linked into the sketch's folder
+    signature.forget(action)
+    assert not signature.up_to_date(action, action.command_line)

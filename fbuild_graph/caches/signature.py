@@ -113,9 +113,10 @@ def forget(action: Action) -> None:
     first = _first_output(action)
     if first is None:
         return
+    # Also on an output hard-linked elsewhere (the firmware in the sketch's folder). A file of the cache's
+    # store never carries the attribute (see record), so removing it there writes nothing.
     with contextlib.suppress(OSError, AttributeError):
-        if os.stat(first).st_nlink == 1:  # never on a file of the cache's store (see record)
-            os.removexattr(first, ATTRIBUTE)
+        os.removexattr(first, ATTRIBUTE)
     for path in (first + SUFFIX, output_path(action)):
         if path:
             with contextlib.suppress(FileNotFoundError):
